@@ -1,0 +1,496 @@
+"""The outputs table: schema, loading and validation.
+
+One row per (question, output): proposer outputs from downloaded logs or from our own runs, and
+aggregator outputs of our runs, all in one tidy long table. Every analysis reads this table, so
+every reader here checks it strictly and says where a problem is and how to fix it.
+
+Neighbours: :mod:`qdanalysis.configs` builds configurations over the proposer rows;
+:mod:`qdanalysis.store` writes runner rows in this schema.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError, DataWarning
+
+__all__ = [
+    "KEY_COLUMNS",
+    "OPTIONAL_COLUMNS",
+    "OUTPUTS_SCHEMA",
+    "REQUIRED_COLUMNS",
+    "RUN_KEY_COLUMNS",
+    "add_proposer_column",
+    "find_output_files",
+    "load_outputs",
+    "proposer_rows",
+    "validate_outputs",
+]
+
+#: Column name -> (kind, meaning). ``kind`` is one of ``str``, ``int``, ``float``, ``score``.
+OUTPUTS_SCHEMA: dict[str, tuple[str, str]] = {
+    "dataset": ("str", "benchmark the question belongs to"),
+    "question_id": ("str", "id of the question within its dataset"),
+    "question": ("str", "the problem text"),
+    "reference": ("str", "gold answer"),
+    "model": ("str", "the model that produced the output"),
+    "temperature": ("float", "sampling temperature"),
+    "sample_index": ("int", "0-based index of the output within (question, model)"),
+    "output": ("str", "the full response"),
+    "answer": ("str", "answer extracted from the output, or null"),
+    "answer_key": ("str", "canonical form of the answer; equal keys imply equal correctness"),
+    "correct": ("score", "1/0 for exact tasks, a score in [0, 1] for judged ones"),
+}
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "dataset",
+    "question_id",
+    "model",
+    "sample_index",
+    "output",
+    "correct",
+)
+OPTIONAL_COLUMNS: tuple[str, ...] = tuple(c for c in OUTPUTS_SCHEMA if c not in REQUIRED_COLUMNS)
+#: Unique key of a proposer output.
+KEY_COLUMNS: tuple[str, ...] = ("dataset", "question_id", "model", "sample_index")
+#: Extra key columns of runner rows (aggregator and intermediate-layer outputs), when present.
+RUN_KEY_COLUMNS: tuple[str, ...] = ("config_id", "role", "layer", "step")
+
+_SUFFIXES = (".jsonl", ".jsonl.gz", ".json.gz", ".ndjson", ".parquet", ".pq", ".csv", ".csv.gz")
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for suf in sorted(_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suf):
+            return suf
+    return path.suffix.lower()
+
+
+def find_output_files(directory: str | Path) -> list[Path]:
+    """List the outputs files (JSONL, JSONL.gz, Parquet, CSV) directly inside ``directory``.
+
+    Raises
+    ------
+    DataError
+        If the directory does not exist or holds no such file.
+    """
+    d = Path(directory)
+    if not d.is_dir():
+        raise DataError(
+            "expected a directory of outputs files; it does not exist. "
+            "Pass --outputs FILE... or run from the repository root.",
+            path=d,
+        )
+    files = sorted(p for p in d.iterdir() if p.is_file() and _suffix(p) in _SUFFIXES)
+    if not files:
+        raise DataError(
+            f"expected at least one outputs file ({', '.join(_SUFFIXES)}); found none.",
+            path=d,
+        )
+    return files
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    records: list[dict[str, Any]] = []
+    lines: list[int] = []
+    try:
+        with opener(path, "rt", encoding="utf-8") as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                text = raw.strip()
+                if not text:
+                    continue
+                try:
+                    obj = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise DataError(
+                        f"expected one JSON object per line; got malformed JSON ({exc.msg} at "
+                        f"character {exc.pos + 1}): {text[:80]!r}. Fix or delete this line.",
+                        path=path,
+                        line=lineno,
+                    ) from exc
+                if not isinstance(obj, dict):
+                    raise DataError(
+                        f"expected a JSON object per line; got {type(obj).__name__} "
+                        f"{text[:80]!r}. Each line must be one {{...}} record.",
+                        path=path,
+                        line=lineno,
+                    )
+                records.append(obj)
+                lines.append(lineno)
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"expected UTF-8 text; got undecodable bytes at offset {exc.start}. "
+            "Re-encode the file as UTF-8.",
+            path=path,
+        ) from exc
+    except (OSError, EOFError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(
+            f"could not read the file ({exc}). Check that it is a complete, uncorrupted file.",
+            path=path,
+        ) from exc
+    df = pd.DataFrame.from_records(records)
+    df["_line"] = lines
+    return df
+
+
+def _read_one(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise DataError("expected an outputs file; it does not exist. Check the path.", path=path)
+    suf = _suffix(path)
+    if suf in (".jsonl", ".jsonl.gz", ".json.gz", ".ndjson"):
+        df = _read_jsonl(path)
+    elif suf in (".parquet", ".pq"):
+        try:
+            df = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises many types
+            raise DataError(
+                f"could not read Parquet ({type(exc).__name__}: {exc}). "
+                "Check the file is a complete Parquet file.",
+                path=path,
+            ) from exc
+        df["_line"] = np.arange(len(df)) + 1
+        df.attrs["line_kind"] = "row"
+    elif suf in (".csv", ".csv.gz"):
+        try:
+            df = pd.read_csv(path, keep_default_na=True, dtype={"question_id": str, "model": str})
+        except pd.errors.EmptyDataError:
+            df = pd.DataFrame()
+        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+            raise DataError(
+                f"could not parse CSV ({exc}). Check quoting and the number of fields per row.",
+                path=path,
+            ) from exc
+        df["_line"] = np.arange(len(df)) + 2  # line 1 is the header
+    else:
+        raise DataError(
+            f"expected one of the suffixes {', '.join(_SUFFIXES)}; got {path.name!r}. "
+            "Convert the file to JSONL, Parquet or CSV.",
+            path=path,
+        )
+    if len(df) == 0:
+        raise DataError(
+            "expected at least one row; the file is empty. Remove it from the inputs.", path=path
+        )
+    df["_source"] = str(path)
+    return df
+
+
+def load_outputs(paths: str | Path | Iterable[str | Path], *, validate: bool = True) -> pd.DataFrame:
+    """Read one or more outputs files and return one validated outputs table.
+
+    Parameters
+    ----------
+    paths
+        A file, a directory (every outputs file directly inside it) or several of either.
+        JSONL (optionally gzipped), Parquet and CSV are read.
+    validate
+        Check the table with :func:`validate_outputs` (default). Errors name the file and line.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The columns of :data:`OUTPUTS_SCHEMA` (optional ones filled with nulls when absent), any
+        extra columns of the inputs unchanged, in input order. The row key is
+        ``(dataset, question_id, model, sample_index)`` for proposer rows.
+
+    Raises
+    ------
+    DataError
+        For any malformed input; the message names the file, the line and the column.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "o.jsonl"
+    >>> _ = p.write_text('{"dataset": "d", "question_id": "q1", "model": "m", '
+    ...                  '"sample_index": 0, "output": "4", "correct": 1}\\n')
+    >>> load_outputs(p)[["question_id", "model", "correct"]]
+      question_id model  correct
+    0          q1     m      1.0
+    """
+    if isinstance(paths, str | Path):
+        paths = [paths]
+    files: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        files.extend(find_output_files(p) if p.is_dir() else [p])
+    if not files:
+        raise DataError("expected at least one outputs file; got none. Pass --outputs FILE.")
+    frames = [_read_one(f) for f in files]
+    df = pd.concat(frames, ignore_index=True, sort=False)
+    if validate:
+        df = validate_outputs(df)
+    return df
+
+
+def _where(df: pd.DataFrame, idx: Any) -> dict[str, Any]:
+    if "_source" in df.columns:
+        line = df.at[idx, "_line"]
+        return {"path": df.at[idx, "_source"], "line": int(line)}
+    return {"path": None, "line": None}
+
+
+def _row_label(df: pd.DataFrame, idx: Any) -> str:
+    return "" if "_source" in df.columns else f"row {idx}: "
+
+
+def _check_str(df: pd.DataFrame, col: str, *, nullable: bool) -> None:
+    s = df[col]
+    for idx, v in s.items():
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            if nullable:
+                continue
+            raise DataError(
+                f"{_row_label(df, idx)}expected a non-empty string; got null. "
+                f"Every row needs a {col!r}.",
+                column=col,
+                **_where(df, idx),
+            )
+        if isinstance(v, bool) or not isinstance(v, str | int | np.integer):
+            raise DataError(
+                f"{_row_label(df, idx)}expected a string; got {type(v).__name__} {v!r}. "
+                f"Store {col!r} as text.",
+                column=col,
+                **_where(df, idx),
+            )
+        if not nullable and str(v).strip() == "":
+            raise DataError(
+                f"{_row_label(df, idx)}expected a non-empty string; got {v!r}. "
+                f"Every row needs a {col!r}.",
+                column=col,
+                **_where(df, idx),
+            )
+
+
+def _to_number(df: pd.DataFrame, col: str, *, integer: bool, nullable: bool) -> pd.Series:
+    out = np.empty(len(df), dtype=float)
+    for i, (idx, v) in enumerate(df[col].items()):
+        ok = True
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            if nullable:
+                out[i] = np.nan
+                continue
+            ok = False
+            val = v
+        elif isinstance(v, bool | np.bool_):
+            val = float(v)
+        elif isinstance(v, int | float | np.integer | np.floating):
+            val = float(v)
+        else:
+            ok = False
+            val = v
+        if ok and (not math.isfinite(val) or (integer and (not val.is_integer() or val < 0))):
+            ok = False
+        if not ok:
+            want = "a non-negative integer" if integer else "a finite number"
+            raise DataError(
+                f"{_row_label(df, idx)}expected {want}; got {v!r}. "
+                f"Write {col!r} as a number, not text or NaN.",
+                column=col,
+                **_where(df, idx),
+            )
+        out[i] = val
+    return pd.Series(out, index=df.index)
+
+
+def validate_outputs(df: pd.DataFrame) -> pd.DataFrame:
+    """Check an outputs table and return it with canonical dtypes.
+
+    Checks: required columns present; string, integer and score types; ``correct`` in [0, 1];
+    no duplicate row keys; one ``question`` text per ``(dataset, question_id)``. Empty outputs
+    are kept but reported with a :class:`~qdanalysis.errors.DataWarning`.
+
+    Parameters
+    ----------
+    df
+        An outputs table. Columns ``_source`` and ``_line`` (set by :func:`load_outputs`) make
+        errors name the file and line; they are dropped from the result.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy with ``sample_index`` as int64, ``correct`` and ``temperature`` as float64, the id
+        and text columns as object (str or None), and every optional schema column present.
+
+    Raises
+    ------
+    DataError
+        On the first problem found, naming the column (and file and line when known).
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(f"expected a pandas DataFrame; got {type(df).__name__}.")
+    if len(df) == 0:
+        raise DataError("expected at least one row; the outputs table is empty.")
+    src = sorted(set(df["_source"])) if "_source" in df.columns else []
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        where = f"{', '.join(src)}: " if src else ""
+        present = [c for c in df.columns if not c.startswith("_")]
+        raise DataError(
+            f"{where}expected the columns {list(REQUIRED_COLUMNS)}; missing {missing}. "
+            f"Present: {present}. Rename or add the missing columns."
+        )
+    df = df.copy()
+    if "_source" in df.columns:
+        # A column missing in some rows of a JSONL file shows up as null: report the row.
+        for col in REQUIRED_COLUMNS:
+            bad = df[col].isna()
+            if col == "output":
+                continue
+            if bad.any():
+                idx = bad.idxmax()
+                raise DataError(
+                    f"expected a value; the field is missing or null. Every row needs {col!r}.",
+                    column=col,
+                    **_where(df, idx),
+                )
+    for col in ("dataset", "question_id", "model"):
+        _check_str(df, col, nullable=False)
+        df[col] = df[col].astype(str)
+    df["sample_index"] = _to_number(df, "sample_index", integer=True, nullable=False).astype(
+        np.int64
+    )
+    correct = _to_number(df, "correct", integer=False, nullable=False)
+    bad = (correct < 0) | (correct > 1)
+    if bad.any():
+        idx = bad.idxmax()
+        raise DataError(
+            f"{_row_label(df, idx)}expected 0/1 or a score in [0, 1]; got "
+            f"{df.at[idx, 'correct']!r}. Map labels or percentages to [0, 1] first.",
+            column="correct",
+            **_where(df, idx),
+        )
+    df["correct"] = correct.astype(np.float64)
+    # Outputs: null means an empty response; strings otherwise.
+    for idx, v in df["output"].items():
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            df.at[idx, "output"] = ""
+        elif not isinstance(v, str):
+            raise DataError(
+                f"{_row_label(df, idx)}expected the response text; got "
+                f"{type(v).__name__} {v!r}. Store 'output' as a string.",
+                column="output",
+                **_where(df, idx),
+            )
+    for col in OPTIONAL_COLUMNS:
+        if col not in df.columns:
+            df[col] = np.nan if col == "temperature" else None
+    for col in ("question", "reference", "answer", "answer_key"):
+        _check_str(df, col, nullable=True)
+        df[col] = df[col].astype(object).where(df[col].notna(), None)
+        df[col] = [None if v is None else str(v) for v in df[col]]
+    df["temperature"] = _to_number(df, "temperature", integer=False, nullable=True)
+    n_empty = int((df["output"].str.strip() == "").sum())
+    if n_empty:
+        warnings.warn(
+            f"{n_empty} of {len(df)} outputs are empty; they are kept (their embedding is that of "
+            "an empty text, which lowers diversity). Drop them first if they are failures.",
+            DataWarning,
+            stacklevel=2,
+        )
+    key = list(KEY_COLUMNS) + [c for c in RUN_KEY_COLUMNS if c in df.columns]
+    keyframe = df[key].astype(object).where(df[key].notna(), None).astype(str)
+    dup = keyframe.duplicated(keep="first")
+    if dup.any():
+        idx = dup.idxmax()
+        first = keyframe.index[(keyframe == keyframe.loc[idx]).all(axis=1)][0]
+        vals = {c: df.at[idx, c] for c in KEY_COLUMNS}
+        where_first = (
+            f"{df.at[first, '_source']} line {int(df.at[first, '_line'])}"
+            if "_source" in df.columns
+            else f"row {first}"
+        )
+        raise DataError(
+            f"{_row_label(df, idx)}expected one row per {key}; got a duplicate of "
+            f"{where_first}: {vals}. Remove the duplicate or give it another sample_index.",
+            column="sample_index",
+            **_where(df, idx),
+        )
+    q = df.loc[df["question"].notna(), ["dataset", "question_id", "question"]]
+    nq = q.groupby(["dataset", "question_id"], sort=False)["question"].nunique()
+    if (nq > 1).any():
+        ds, qid = nq.index[int(np.argmax(nq.to_numpy() > 1))]
+        rows = df[(df["dataset"] == ds) & (df["question_id"] == qid)]
+        idx = rows.index[rows["question"] != rows["question"].iloc[0]][0]
+        raise DataError(
+            f"{_row_label(df, idx)}expected one question text per (dataset, question_id); "
+            f"question_id {qid!r} of {ds!r} has {int(nq.max())} different texts. "
+            "Give different questions different ids.",
+            column="question",
+            **_where(df, idx),
+        )
+    return df.drop(columns=[c for c in ("_source", "_line") if c in df.columns]).reset_index(
+        drop=True
+    )
+
+
+def proposer_rows(outputs: pd.DataFrame) -> pd.DataFrame:
+    """Return the rows that can fill proposer slots: not aggregator rows, first layer only.
+
+    A row is a proposer row when it has no ``role`` or its role is ``"proposer"``, and its
+    ``layer`` (when the column exists) is null or 0.
+    """
+    mask = pd.Series(True, index=outputs.index)
+    if "role" in outputs.columns:
+        mask &= outputs["role"].isna() | (outputs["role"] == "proposer")
+    if "layer" in outputs.columns:
+        mask &= outputs["layer"].isna() | (outputs["layer"] == 0)
+    if "status" in outputs.columns:
+        mask &= outputs["status"].isna() | (outputs["status"] == "ok")
+    return outputs.loc[mask]
+
+
+def add_proposer_column(
+    outputs: pd.DataFrame, proposer_key: Sequence[str] = ("model",), *, sep: str = "|"
+) -> pd.DataFrame:
+    """Add the ``proposer`` column: the proposer type of each row.
+
+    Parameters
+    ----------
+    outputs
+        An outputs table.
+    proposer_key
+        Columns whose values, joined by ``sep``, name a row's proposer type. ``("model",)`` (the
+        default) makes each model a type; ``("model", "prompt_variant")`` makes each
+        model-and-prompt pair one.
+
+    Raises
+    ------
+    DataError
+        If a key column is missing or null in some row.
+    """
+    key = list(proposer_key)
+    if not key:
+        raise DataError("proposer key: expected at least one column name; got none.")
+    missing = [c for c in key if c not in outputs.columns]
+    if missing:
+        raise DataError(
+            f"proposer key: expected columns {key}; missing {missing}. "
+            f"Present: {[c for c in outputs.columns]}. Choose --proposer-key from these.",
+        )
+    for c in key:
+        if outputs[c].isna().any():
+            n = int(outputs[c].isna().sum())
+            raise DataError(
+                f"proposer key: expected a value in every row; {n} rows have none. "
+                "Fill the column or choose another --proposer-key.",
+                column=c,
+            )
+    out = outputs.copy()
+    if len(key) == 1:
+        out["proposer"] = out[key[0]].astype(str)
+    else:
+        out["proposer"] = out[key].astype(str).agg(sep.join, axis=1)
+    return out
