@@ -7,7 +7,7 @@ concurrency and accounting to :class:`qdanalysis.llm.managed.ManagedClient`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -95,7 +95,3 @@ class ChatClient(Protocol):
         """Return one completion, or raise :class:`~qdanalysis.errors.ProviderError`."""
         ...
 
-
-def batch_sizes(requests: Sequence[ChatRequest]) -> int:
-    """Number of requests (a helper for backends that batch)."""
-    return len(requests)
