@@ -33,7 +33,9 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     g = parser.add_argument_group("logging")
-    g.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    g.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)"
+    )
     g.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     g.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     return parser

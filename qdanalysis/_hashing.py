@@ -37,9 +37,7 @@ def canonical_json(value: Any) -> str:
     >>> canonical_json({"b": 1.0, "a": [1, 2.5]})
     '{"a":[1,2.5],"b":1}'
     """
-    return json.dumps(
-        _normalise(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
+    return json.dumps(_normalise(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def content_hash(value: Any, *, length: int = 64) -> str:

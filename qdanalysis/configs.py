@@ -151,13 +151,17 @@ class ConfigSpec:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise ConfigError(f"ConfigSpec.method: expected one of {list(METHODS)}; got {self.method!r}.")
+            raise ConfigError(
+                f"ConfigSpec.method: expected one of {list(METHODS)}; got {self.method!r}."
+            )
         slots = tuple(
             s if isinstance(s, ProposerSlot) else ProposerSlot.from_dict(s) for s in self.proposers
         )
         if not slots:
             raise ConfigError("ConfigSpec.proposers: expected at least one slot; got none.")
-        object.__setattr__(self, "proposers", tuple(sorted(slots, key=lambda s: (s.model, s.sample_index))))
+        object.__setattr__(
+            self, "proposers", tuple(sorted(slots, key=lambda s: (s.model, s.sample_index)))
+        )
         if isinstance(self.aggregator, Mapping):
             object.__setattr__(self, "aggregator", AggregatorSpec.from_dict(self.aggregator))
         if not isinstance(self.layers, int) or self.layers < 1:
@@ -173,7 +177,8 @@ class ConfigSpec:
                 )
         elif self.window is not None or self.repeats is not None:
             raise ConfigError(
-                f"ConfigSpec: window/repeats apply to method='self_moa_seq' only; got method={self.method!r}."
+                "ConfigSpec: window/repeats apply to method='self_moa_seq' only; got "
+                f"method={self.method!r}."
             )
 
     @property
@@ -232,8 +237,9 @@ class ConfigSpec:
         --------
         >>> s = ConfigSpec(method="self_moa", proposers=(ProposerSlot(model="m", sample_index=1),
         ...     ProposerSlot(model="m", sample_index=0)))
-        >>> s.config_id == ConfigSpec(method="self_moa", proposers=(
-        ...     ProposerSlot(model="m", sample_index=0), ProposerSlot(model="m", sample_index=1))).config_id
+        >>> t = ConfigSpec(method="self_moa", proposers=(
+        ...     ProposerSlot(model="m", sample_index=0), ProposerSlot(model="m", sample_index=1)))
+        >>> s.config_id == t.config_id
         True
         """
         return "cfg-" + content_hash(self.to_json(), length=12)
@@ -436,8 +442,8 @@ def generate_configs(
         )
     if proposer_column not in outputs.columns:
         raise ConfigError(
-            f"generate_configs: expected a {proposer_column!r} column; got {list(outputs.columns)}. "
-            "Add it with qdanalysis.outputs.add_proposer_column()."
+            f"generate_configs: expected a {proposer_column!r} column; got "
+            f"{list(outputs.columns)}. Add it with qdanalysis.outputs.add_proposer_column()."
         )
     agg = aggregator or AggregatorSpec()
     samples: dict[str, list[int]] = {
@@ -511,8 +517,10 @@ def configs_frame(
     slots' types in slot order, ``samples`` a JSON array of their sample indices and ``config``
     the canonical JSON spec.
     """
-    letters = dict(letters) if letters is not None else type_letters(
-        [t for c in configs for t in c.types]
+    letters = (
+        dict(letters)
+        if letters is not None
+        else type_letters([t for c in configs for t in c.types])
     )
     rows = []
     for c in configs:
@@ -531,7 +539,13 @@ def configs_frame(
     return pd.DataFrame(
         rows,
         columns=[
-            "config_id", "name", "proposers", "samples", "method", "n_proposers", "n_models",
+            "config_id",
+            "name",
+            "proposers",
+            "samples",
+            "method",
+            "n_proposers",
+            "n_models",
             "config",
         ],
     )
@@ -546,7 +560,9 @@ def configs_from_frame(frame: pd.DataFrame, *, column: str = "config") -> list[C
         If a spec does not parse, or a row's ``config_id`` disagrees with its spec.
     """
     if column not in frame.columns:
-        raise ConfigError(f"expected a {column!r} column of ConfigSpec JSON; got {list(frame.columns)}.")
+        raise ConfigError(
+            f"expected a {column!r} column of ConfigSpec JSON; got {list(frame.columns)}."
+        )
     seen: dict[str, ConfigSpec] = {}
     for text in frame[column].dropna().unique():
         spec = ConfigSpec.from_json(str(text))

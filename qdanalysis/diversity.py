@@ -76,9 +76,7 @@ def hill_number(p: ArrayLike, *, q: float = 1.0) -> NDArray[np.float64]:
     return np.asarray(out, dtype=np.float64)
 
 
-def vendi_score(
-    K: ArrayLike, *, q: float = 1.0, tol: float = DEFAULT_TOL
-) -> NDArray[np.float64]:
+def vendi_score(K: ArrayLike, *, q: float = 1.0, tol: float = DEFAULT_TOL) -> NDArray[np.float64]:
     """Vendi Score of one or many similarity matrices.
 
     Parameters
@@ -182,9 +180,7 @@ def gram_blocks(
     return out
 
 
-def slice_grams(
-    block: NDArray[np.float64], local: NDArray[np.int64]
-) -> NDArray[np.float64]:
+def slice_grams(block: NDArray[np.float64], local: NDArray[np.int64]) -> NDArray[np.float64]:
     """Stack the sub-matrices ``block[idx][:, idx]`` for each row ``idx`` of ``local`` (m, n).
 
     Examples

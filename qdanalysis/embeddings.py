@@ -30,9 +30,9 @@ from .errors import ConfigError, DataError, DataWarning
 
 __all__ = [
     "DEFAULT_EMBEDDING_MODEL",
+    "Embedder",
     "EmbeddingCache",
     "Embeddings",
-    "Embedder",
     "SentenceTransformerEmbedder",
     "embed_texts",
     "resolve_device",
@@ -80,8 +80,10 @@ def resolve_device(device: str = "auto") -> str:
         return "cpu"
     base = device.split(":")[0]
     if base == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device: expected an available device; got {device!r} but CUDA is "
-                          "not available. Use --device auto or cpu.")
+        raise ConfigError(
+            f"device: expected an available device; got {device!r} but CUDA is "
+            "not available. Use --device auto or cpu."
+        )
     if base not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"device: expected 'auto', 'cpu', 'cuda[:N]' or 'mps'; got {device!r}.")
     return device
@@ -233,7 +235,7 @@ class EmbeddingCache:
                 chunk = list(hashes[i : i + 900])
                 marks = ",".join("?" * len(chunk))
                 cur = self._conn.execute(
-                    f"SELECT text_hash, dim, n_tokens, vector FROM embeddings "  # noqa: S608
+                    f"SELECT text_hash, dim, n_tokens, vector FROM embeddings "
                     f"WHERE model = ? AND text_hash IN ({marks})",
                     [model, *chunk],
                 )
@@ -254,13 +256,17 @@ class EmbeddingCache:
         """Store vectors for ``hashes`` under ``model`` and commit."""
         ntok = list(n_tokens) if n_tokens is not None else [None] * len(hashes)
         rows = [
-            (model, h, int(v.size), None if t is None else int(t), np.ascontiguousarray(v, np.float32).tobytes())
+            (
+                model,
+                h,
+                int(v.size),
+                None if t is None else int(t),
+                np.ascontiguousarray(v, np.float32).tobytes(),
+            )
             for h, v, t in zip(hashes, vectors, ntok, strict=True)
         ]
         with self._lock:
-            self._conn.executemany(
-                "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?)", rows
-            )
+            self._conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?)", rows)
             self._conn.commit()
 
     def __len__(self) -> int:
@@ -429,7 +435,11 @@ def embed_texts(
         )
     log.info(
         "embeddings: %d distinct texts, %d from cache, %d embedded, %d truncated at %s tokens",
-        len(hashes), len(found), len(todo), n_trunc, msl,
+        len(hashes),
+        len(found),
+        len(todo),
+        n_trunc,
+        msl,
     )
     return Embeddings(
         vectors=vectors,

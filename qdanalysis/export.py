@@ -7,7 +7,7 @@ versions made it, so a number in a paper can be traced back and rerun.
 
 from __future__ import annotations
 
-import datetime as _dt
+import datetime as dt
 import json
 import platform
 import subprocess
@@ -26,8 +26,15 @@ from .errors import ConfigError
 __all__ = ["Provenance", "library_versions", "save_figure", "save_table"]
 
 _LIBS = (
-    "numpy", "scipy", "pandas", "statsmodels", "matplotlib", "seaborn", "torch",
-    "sentence-transformers", "transformers",
+    "numpy",
+    "scipy",
+    "pandas",
+    "statsmodels",
+    "matplotlib",
+    "seaborn",
+    "torch",
+    "sentence-transformers",
+    "transformers",
 )
 
 
@@ -45,13 +52,21 @@ def library_versions(names: Sequence[str] = _LIBS) -> dict[str, str | None]:
 def _git_state(cwd: Path) -> dict[str, Any]:
     try:
         sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5,
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
             check=True,
         ).stdout.strip()
         dirty = bool(
             subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                capture_output=True, text=True, timeout=5, check=True,
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=cwd,
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=True,
             ).stdout.strip()
         )
         return {"git_sha": sha, "git_dirty": dirty}
@@ -87,12 +102,15 @@ class Provenance:
         for p in self.inputs:
             path = Path(p)
             inputs.append(
-                {"path": _display_path(path), "sha256": file_sha256(path) if path.is_file() else None}
+                {
+                    "path": _display_path(path),
+                    "sha256": file_sha256(path) if path.is_file() else None,
+                }
             )
         return {
             "qdanalysis_version": __version__,
             **_git_state(Path(__file__).resolve().parent),
-            "created_utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "created_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "argv": list(self.argv) if self.argv is not None else None,
             "inputs": inputs,
             "parameters": dict(self.parameters),
@@ -157,8 +175,10 @@ def _fmt_cell(v: Any) -> str:
 def _markdown(df: pd.DataFrame) -> str:
     cols = [str(c) for c in df.columns]
     num = [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |",
-             "|" + "|".join("---:" if n else ":---" for n in num) + "|"]
+    lines = [
+        "| " + " | ".join(cols) + " |",
+        "|" + "|".join("---:" if n else ":---" for n in num) + "|",
+    ]
     for row in df.itertuples(index=False):
         lines.append("| " + " | ".join(_fmt_cell(v).replace("|", "\\|") for v in row) + " |")
     return "\n".join(lines) + "\n"
@@ -166,8 +186,16 @@ def _markdown(df: pd.DataFrame) -> str:
 
 def _latex_escape(x: Any) -> str:
     s = str(x)
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"),
-                 ("#", r"\#"), ("_", r"\_"), ("{", r"\{"), ("}", r"\}")):
+    for a, b in (
+        ("\\", r"\textbackslash{}"),
+        ("&", r"\&"),
+        ("%", r"\%"),
+        ("$", r"\$"),
+        ("#", r"\#"),
+        ("_", r"\_"),
+        ("{", r"\{"),
+        ("}", r"\}"),
+    ):
         s = s.replace(a, b)
     return s
 
@@ -175,8 +203,12 @@ def _latex_escape(x: Any) -> str:
 def _latex_booktabs(df: pd.DataFrame) -> str:
     cols = list(df.columns)
     align = "".join("r" if pd.api.types.is_numeric_dtype(df[c]) else "l" for c in cols)
-    lines = [f"\\begin{{tabular}}{{{align}}}", "\\toprule",
-             " & ".join(_latex_escape(c) for c in cols) + " \\\\", "\\midrule"]
+    lines = [
+        f"\\begin{{tabular}}{{{align}}}",
+        "\\toprule",
+        " & ".join(_latex_escape(c) for c in cols) + " \\\\",
+        "\\midrule",
+    ]
     for row in df.itertuples(index=False):
         cells = []
         for v in row:
@@ -215,4 +247,3 @@ def save_figure(
         written.append(path)
     written.append(_write_sidecar(out / f"{stem}.json", provenance, written))
     return written
-

@@ -187,7 +187,9 @@ def _read_one(path: Path) -> pd.DataFrame:
     return df
 
 
-def load_outputs(paths: str | Path | Iterable[str | Path], *, validate: bool = True) -> pd.DataFrame:
+def load_outputs(
+    paths: str | Path | Iterable[str | Path], *, validate: bool = True
+) -> pd.DataFrame:
     """Read one or more outputs files and return one validated outputs table.
 
     Parameters

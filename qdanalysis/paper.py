@@ -25,8 +25,22 @@ def table4() -> pd.DataFrame:
     """Table 4 as a tidy frame: ``dataset, term (quality_z|diversity_z), estimate, pm, r2``."""
     rows = []
     for ds, v in TABLE4.items():
-        rows.append({"dataset": ds, "term": "quality_z", "estimate": v["alpha"], "pm": v["pm"],
-                     "r2": v["r2"]})
-        rows.append({"dataset": ds, "term": "diversity_z", "estimate": v["beta"], "pm": v["pm"],
-                     "r2": v["r2"]})
+        rows.append(
+            {
+                "dataset": ds,
+                "term": "quality_z",
+                "estimate": v["alpha"],
+                "pm": v["pm"],
+                "r2": v["r2"],
+            }
+        )
+        rows.append(
+            {
+                "dataset": ds,
+                "term": "diversity_z",
+                "estimate": v["beta"],
+                "pm": v["pm"],
+                "r2": v["r2"],
+            }
+        )
     return pd.DataFrame(rows)

@@ -109,7 +109,9 @@ def plot_coefficients(
     ax = _ax(ax)
     need = {by, "term", "estimate", "ci_low", "ci_high"}
     if not need <= set(coefs.columns):
-        raise ConfigError(f"plot_coefficients: expected columns {sorted(need)}; got {list(coefs.columns)}.")
+        raise ConfigError(
+            f"plot_coefficients: expected columns {sorted(need)}; got {list(coefs.columns)}."
+        )
     groups = list(dict.fromkeys(coefs[by].tolist()))
     rows: list[tuple[str, pd.DataFrame, bool]] = [(g, coefs[coefs[by] == g], False) for g in groups]
     if reference is not None:
@@ -121,7 +123,7 @@ def plot_coefficients(
     offsets = np.linspace(0.15, -0.15, len(terms)) if len(terms) > 1 else np.zeros(1)
     n = len(rows)
     seen: set[str] = set()
-    for i, (name, df, is_ref) in enumerate(rows):
+    for i, (_name, df, is_ref) in enumerate(rows):
         y = n - 1 - i
         for off, term in zip(offsets, terms, strict=True):
             r = df[df["term"] == term]
@@ -136,8 +138,15 @@ def plot_coefficients(
                 label = labels.get(term, term) + (f", {reference_label}" if is_ref else "")
                 seen.add(key)
             ax.errorbar(
-                est, y + off, xerr=[[est - lo], [hi - est]], fmt="s" if is_ref else "o",
-                color=color, mfc="white" if is_ref else color, ms=4, capsize=2, lw=1,
+                est,
+                y + off,
+                xerr=[[est - lo], [hi - est]],
+                fmt="s" if is_ref else "o",
+                color=color,
+                mfc="white" if is_ref else color,
+                ms=4,
+                capsize=2,
+                lw=1,
                 label=label,
             )
     if reference is not None and groups:
@@ -147,8 +156,14 @@ def plot_coefficients(
     ax.set_yticklabels([r[0] for r in rows][::-1])
     ax.set_ylim(-0.6, n - 0.4)
     ax.set_xlabel("coefficient (accuracy points per SD), 95% CI")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.5 / max(n, 1)), ncol=2,
-              frameon=False, handletextpad=0.3, columnspacing=0.8)
+    ax.legend(
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.12 - 0.5 / max(n, 1)),
+        ncol=2,
+        frameon=False,
+        handletextpad=0.3,
+        columnspacing=0.8,
+    )
     return ax
 
 
@@ -165,7 +180,9 @@ def coefficient_figure(
     w = COLUMN_WIDTHS.get(width, width) if isinstance(width, str) else float(width)
     if isinstance(w, str):
         raise ConfigError(f"width: expected 'single', 'double' or inches; got {width!r}.")
-    n = coefs["dataset"].nunique() + (reference["dataset"].nunique() if reference is not None else 0)
+    n = coefs["dataset"].nunique() + (
+        reference["dataset"].nunique() if reference is not None else 0
+    )
     fig, ax = plt.subplots(figsize=(w, 0.9 + 0.45 * n), layout="constrained")
     plot_coefficients(coefs, reference=reference, ax=ax)
     if title:
@@ -193,9 +210,16 @@ def plot_qd_scatter(
     ax = _ax(ax)
     for c in (x, y, hue):
         if c not in qd_table.columns:
-            raise ConfigError(f"plot_qd_scatter: expected column {c!r}; got {list(qd_table.columns)}.")
+            raise ConfigError(
+                f"plot_qd_scatter: expected column {c!r}; got {list(qd_table.columns)}."
+            )
     sc = ax.scatter(
-        qd_table[x], qd_table[y], c=qd_table[hue], cmap=cmap, s=9, linewidths=0.2,
+        qd_table[x],
+        qd_table[y],
+        c=qd_table[hue],
+        cmap=cmap,
+        s=9,
+        linewidths=0.2,
         edgecolors="0.2",
     )
     ax.set_xlabel(f"{x} (%)" if x in ("quality", "quality_model") else x)
@@ -221,6 +245,6 @@ def qd_scatter_figure(qd_table: pd.DataFrame, *, width: str | float = "double") 
     for a, d in zip(axes.ravel(), ds, strict=False):
         plot_qd_scatter(qd_table[qd_table["dataset"] == d], ax=a)
         a.set_title(d)
-    for a in axes.ravel()[len(ds):]:
+    for a in axes.ravel()[len(ds) :]:
         a.set_visible(False)
     return fig

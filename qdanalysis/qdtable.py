@@ -41,9 +41,22 @@ __all__ = [
 
 PAIR_COLUMNS = ("dataset", "config_id", "question_id", "quality", "diversity", "performance")
 QD_COLUMNS = (
-    "dataset", "config_id", "name", "proposers", "samples", "method", "n_proposers", "n_models",
-    "n_questions", "quality", "quality_model", "diversity", "performance", "embedding_model",
-    "vendi_q", "aggregator",
+    "dataset",
+    "config_id",
+    "name",
+    "proposers",
+    "samples",
+    "method",
+    "n_proposers",
+    "n_models",
+    "n_questions",
+    "quality",
+    "quality_model",
+    "diversity",
+    "performance",
+    "embedding_model",
+    "vendi_q",
+    "aggregator",
 )
 
 
@@ -80,17 +93,24 @@ def slot_index(
     frame = frame.reset_index(drop=True)
     ns = {c.n_proposers for c in configs}
     if len(ns) != 1:
-        raise ConfigError(f"slot_index: expected configurations of one size; got sizes {sorted(ns)}.")
+        raise ConfigError(
+            f"slot_index: expected configurations of one size; got sizes {sorted(ns)}."
+        )
     qids = np.array(sorted(frame["question_id"].unique()), dtype=object)
     qpos = {q: i for i, q in enumerate(qids)}
-    pairs = frame[[proposer_column, "sample_index"]].drop_duplicates().sort_values(
-        [proposer_column, "sample_index"]
+    pairs = (
+        frame[[proposer_column, "sample_index"]]
+        .drop_duplicates()
+        .sort_values([proposer_column, "sample_index"])
     )
     tpos = {(str(t), int(s)): i for i, (t, s) in enumerate(pairs.itertuples(index=False))}
     table = np.full((len(qids), len(tpos)), -1, dtype=np.int64)
     qi = frame["question_id"].map(qpos).to_numpy()
     ti = np.array(
-        [tpos[(str(t), int(s))] for t, s in zip(frame[proposer_column], frame["sample_index"], strict=True)],
+        [
+            tpos[(str(t), int(s))]
+            for t, s in zip(frame[proposer_column], frame["sample_index"], strict=True)
+        ],
         dtype=np.int64,
     )
     table[qi, ti] = np.arange(len(frame))
@@ -115,9 +135,7 @@ def _answer_codes(frame: pd.DataFrame) -> NDArray[np.int64]:
     return codes.astype(np.int64)
 
 
-def _vendi_pairs(
-    idx: SlotIndex, emb: Embeddings, *, q: float, tol: float
-) -> NDArray[np.float64]:
+def _vendi_pairs(idx: SlotIndex, emb: Embeddings, *, q: float, tol: float) -> NDArray[np.float64]:
     """Vendi Score of each valid pair, from one Gram block per question."""
     frame = idx.frame
     erow = emb.rows_for(frame["output"].tolist())
@@ -253,8 +271,9 @@ def measure_pairs(
         quality = corr.mean(axis=2)
         if aggregator == "plurality_vote":
             codes = _answer_codes(idx.frame)[safe]
-            perf = plurality_vote_scores(codes.reshape(-1, codes.shape[2]),
-                                         corr.reshape(-1, corr.shape[2])).reshape(valid.shape)
+            perf = plurality_vote_scores(
+                codes.reshape(-1, codes.shape[2]), corr.reshape(-1, corr.shape[2])
+            ).reshape(valid.shape)
         elif aggregator == "oracle":
             perf = oracle_scores(corr.reshape(-1, corr.shape[2])).reshape(valid.shape)
         else:
@@ -379,13 +398,22 @@ def build_qd_table(
         if not cfgs:
             raise ConfigError(f"dataset {ds!r}: expected at least one configuration; got none.")
         pairs = measure_pairs(
-            rows, cfgs, embeddings, dataset=ds, q=q, tol=tol, aggregator=aggregator, runs=runs,
+            rows,
+            cfgs,
+            embeddings,
+            dataset=ds,
+            q=q,
+            tol=tol,
+            aggregator=aggregator,
+            runs=runs,
             proposer_column=proposer_column,
         )
         pair_tables.append(pairs)
         summary = summarise_pairs(pairs)
-        lets = dict(letters[ds]) if letters is not None and ds in letters else type_letters(
-            rows[proposer_column].unique().tolist()
+        lets = (
+            dict(letters[ds])
+            if letters is not None and ds in letters
+            else type_letters(rows[proposer_column].unique().tolist())
         )
         meta = configs_frame(cfgs, letters=lets).drop(columns=["config"])
         acc = _model_accuracy(rows, proposer_column)

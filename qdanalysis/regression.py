@@ -95,7 +95,8 @@ class RegressionSpec:
     ddof: int = 1
     """Degrees of freedom of the z-scores' standard deviation."""
     cov_type: str = "nonrobust"
-    """statsmodels covariance: ``nonrobust`` (plain OLS, the paper's), ``HC0``–``HC3``, ``cluster``."""
+    """statsmodels covariance: ``nonrobust`` (plain OLS, the paper's), ``HC0``–``HC3`` or
+    ``cluster``."""
     cov_kwds: Mapping[str, Any] | None = None
     """Extra covariance arguments, e.g. ``{"groups": ...}`` for ``cluster``."""
     alpha: float = 0.05
@@ -103,7 +104,9 @@ class RegressionSpec:
 
     def __post_init__(self) -> None:
         if self.cov_type not in COV_TYPES:
-            raise ConfigError(f"cov_type: expected one of {list(COV_TYPES)}; got {self.cov_type!r}.")
+            raise ConfigError(
+                f"cov_type: expected one of {list(COV_TYPES)}; got {self.cov_type!r}."
+            )
         if not 0 < self.alpha < 1:
             raise ConfigError(f"alpha: expected a number in (0, 1); got {self.alpha!r}.")
         if not self.predictors:

@@ -55,7 +55,9 @@ class ChatRequest:
         if self.max_tokens < 1:
             raise ConfigError(f"ChatRequest.max_tokens: expected >= 1; got {self.max_tokens!r}.")
         if self.sample_index < 0:
-            raise ConfigError(f"ChatRequest.sample_index: expected >= 0; got {self.sample_index!r}.")
+            raise ConfigError(
+                f"ChatRequest.sample_index: expected >= 0; got {self.sample_index!r}."
+            )
 
     def key_fields(self) -> dict[str, Any]:
         """The fields that determine the output (for cache keys), as plain data."""
@@ -94,4 +96,3 @@ class ChatClient(Protocol):
     async def complete(self, request: ChatRequest) -> ChatResponse:
         """Return one completion, or raise :class:`~qdanalysis.errors.ProviderError`."""
         ...
-
