@@ -14,11 +14,12 @@ import logging
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import QDAnalysisError
+from .errors import QDAnalysisError, QDAnalysisWarning
 
 __all__ = ["atomic_path", "atomic_write", "base_parser", "run_main", "setup_logging"]
 
@@ -70,7 +71,11 @@ def run_main(
         return int(exc.code) if isinstance(exc.code, int) else 2
     setup_logging(args.verbose, args.quiet)
     try:
-        return body(args)
+        with warnings.catch_warnings():
+            # Our warnings describe the data; a CLI shows each one once as a line on stderr.
+            warnings.simplefilter("always", QDAnalysisWarning)
+            warnings.showwarning = _show_warning
+            return body(args)
     except QDAnalysisError as exc:
         if args.debug:
             raise
@@ -79,6 +84,17 @@ def run_main(
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume.", file=sys.stderr)  # noqa: T201
         return 130
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: IO[str] | None = None,
+    line: str | None = None,
+) -> None:
+    print(f"warning: {message}", file=sys.stderr)  # noqa: T201  (the CLI boundary)
 
 
 @contextlib.contextmanager

@@ -164,7 +164,9 @@ def _read_one(path: Path) -> pd.DataFrame:
         df.attrs["line_kind"] = "row"
     elif suf in (".csv", ".csv.gz"):
         try:
-            df = pd.read_csv(path, keep_default_na=True, dtype={"question_id": str, "model": str})
+            text_cols = ("dataset", "question_id", "question", "reference", "model", "output",
+                         "answer", "answer_key")
+            df = pd.read_csv(path, keep_default_na=True, dtype=dict.fromkeys(text_cols, str))
         except pd.errors.EmptyDataError:
             df = pd.DataFrame()
         except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
@@ -249,7 +251,9 @@ def _row_label(df: pd.DataFrame, idx: Any) -> str:
 
 
 def _check_str(df: pd.DataFrame, col: str, *, nullable: bool) -> None:
+    """Strings (or integers, or for nullable text columns also finite numbers) only."""
     s = df[col]
+    numbers_ok = (int, np.integer, float, np.floating) if nullable else (int, np.integer)
     for idx, v in s.items():
         if v is None or (isinstance(v, float) and math.isnan(v)):
             if nullable:
@@ -260,7 +264,8 @@ def _check_str(df: pd.DataFrame, col: str, *, nullable: bool) -> None:
                 column=col,
                 **_where(df, idx),
             )
-        if isinstance(v, bool) or not isinstance(v, str | int | np.integer):
+        bad_number = isinstance(v, float | np.floating) and not math.isfinite(v)
+        if isinstance(v, bool) or bad_number or not isinstance(v, (str, *numbers_ok)):
             raise DataError(
                 f"{_row_label(df, idx)}expected a string; got {type(v).__name__} {v!r}. "
                 f"Store {col!r} as text.",
