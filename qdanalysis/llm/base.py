@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..errors import ConfigError
 
-__all__ = ["ChatClient", "ChatRequest", "ChatResponse", "Message"]
+__all__ = ["ChatClient", "ChatRequest", "ChatResponse", "Message", "MultiSampleClient", "supports_n"]
 
 Message = Mapping[str, str]
 
@@ -95,3 +95,31 @@ class ChatClient(Protocol):
         """Return one completion, or raise :class:`~qdanalysis.errors.ProviderError`."""
         ...
 
+
+
+@runtime_checkable
+class MultiSampleClient(ChatClient, Protocol):
+    """A backend that draws several samples of one prompt in one call (OpenAI's ``n``).
+
+    ``complete_n(request, n)`` returns samples ``request.sample_index`` to
+    ``request.sample_index + n - 1``, in that order. Backends set ``supports_n = True``.
+    """
+
+    supports_n: bool
+
+    async def complete_n(self, request: ChatRequest, n: int) -> list[ChatResponse]:
+        """Return ``n`` completions of ``request``, or raise :class:`ProviderError`."""
+        ...
+
+
+def supports_n(client: object) -> bool:
+    """Whether ``client`` can draw several samples in one call (see :class:`MultiSampleClient`).
+
+    Examples
+    --------
+    >>> supports_n(object())
+    False
+    """
+    return bool(getattr(client, "supports_n", False)) and callable(
+        getattr(client, "complete_n", None)
+    )
