@@ -197,6 +197,14 @@ class HFLocalClient:
         input_ids = enc["input_ids"].to(self.device)
         attention_mask = enc["attention_mask"].to(self.device)
         prompt_len = int(input_ids.shape[1])
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if limit is not None and prompt_len + request.max_tokens > limit:
+            raise ProviderError(
+                f"{self.endpoint}: expected prompt + max_tokens within the context of {limit} "
+                f"tokens; got {prompt_len} + {request.max_tokens}. Lower max_tokens or shorten "
+                "the prompt.",
+                kind="fatal",
+            )
         gen: dict[str, Any] = {
             "max_new_tokens": request.max_tokens,
             "num_return_sequences": n,

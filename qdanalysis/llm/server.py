@@ -129,6 +129,8 @@ def create_app(client: Any, *, model_name: str, faults: FaultSpec | None = None)
         try:
             outs = await client.complete_n(request, n_draw)
         except ProviderError as exc:
+            if exc.kind == "fatal":
+                return error(400, str(exc), "invalid_request_error")
             return error(500, str(exc), "server_error")
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
