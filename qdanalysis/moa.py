@@ -190,8 +190,9 @@ class _Context:
         for r in rows:
             self.n_new += 1
             self.n_errors += r["status"] == "error"
-            if r["status"] == "ok":
-                self.memory[row_key(r)] = r
+            # This run remembers its own error rows too: a failed key is not asked twice in
+            # one run (the store only serves ok rows, so a resumed run retries it).
+            self.memory[row_key(r)] = r
             if self.on_row is not None:
                 self.on_row(r)
         if self.store is not None:
