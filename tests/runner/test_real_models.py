@@ -11,7 +11,11 @@ from qdanalysis.run import ModelRouter
 from qdanalysis.store import RunStore
 from qdanalysis.tasks import load_questions
 
-from conftest import QUESTIONS, serve_model, smollm2_dir
+from pathlib import Path
+
+from fixtures import serve_model, smollm2_dir  # on sys.path via conftest
+
+QUESTIONS = Path(__file__).resolve().parents[2] / "data" / "questions"
 
 
 def _configs(models):

@@ -7,7 +7,9 @@ from qdanalysis.outputs import load_outputs
 from qdanalysis.run import main
 from qdanalysis.tasks import get_task, load_questions
 
-from conftest import QUESTIONS
+from pathlib import Path
+
+QUESTIONS = Path(__file__).resolve().parents[2] / "data" / "questions"
 
 
 def test_shipped_question_files_load():
