@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..errors import ConfigError
 
-__all__ = ["ChatClient", "ChatRequest", "ChatResponse", "Message"]
+__all__ = ["ChatClient", "ChatRequest", "ChatResponse", "Message", "MultiSampleClient", "supports_n"]
 
 Message = Mapping[str, str]
 
@@ -55,9 +55,7 @@ class ChatRequest:
         if self.max_tokens < 1:
             raise ConfigError(f"ChatRequest.max_tokens: expected >= 1; got {self.max_tokens!r}.")
         if self.sample_index < 0:
-            raise ConfigError(
-                f"ChatRequest.sample_index: expected >= 0; got {self.sample_index!r}."
-            )
+            raise ConfigError(f"ChatRequest.sample_index: expected >= 0; got {self.sample_index!r}.")
 
     def key_fields(self) -> dict[str, Any]:
         """The fields that determine the output (for cache keys), as plain data."""
@@ -96,3 +94,32 @@ class ChatClient(Protocol):
     async def complete(self, request: ChatRequest) -> ChatResponse:
         """Return one completion, or raise :class:`~qdanalysis.errors.ProviderError`."""
         ...
+
+
+
+@runtime_checkable
+class MultiSampleClient(ChatClient, Protocol):
+    """A backend that draws several samples of one prompt in one call (OpenAI's ``n``).
+
+    ``complete_n(request, n)`` returns samples ``request.sample_index`` to
+    ``request.sample_index + n - 1``, in that order. Backends set ``supports_n = True``.
+    """
+
+    supports_n: bool
+
+    async def complete_n(self, request: ChatRequest, n: int) -> list[ChatResponse]:
+        """Return ``n`` completions of ``request``, or raise :class:`ProviderError`."""
+        ...
+
+
+def supports_n(client: object) -> bool:
+    """Whether ``client`` can draw several samples in one call (see :class:`MultiSampleClient`).
+
+    Examples
+    --------
+    >>> supports_n(object())
+    False
+    """
+    return bool(getattr(client, "supports_n", False)) and callable(
+        getattr(client, "complete_n", None)
+    )

@@ -1,0 +1,147 @@
+"""Run untrusted Python snippets in a limited subprocess (CRUXEval execution checks).
+
+Limits, all on by default: wall-clock timeout (the process group is killed), CPU seconds, address
+space (``RLIMIT_AS``), file size and process count; an empty environment (no secrets reach the
+child), a fresh temporary working directory that is deleted afterwards, isolated mode
+(``python -I``). Network: when unprivileged user namespaces work (``unshare -rn``), the child runs
+in its own empty network namespace; in addition an audit hook installed before the snippet runs
+refuses sockets and subprocesses. This is a compact guard for model-written benchmark code, not a
+security boundary against a determined attacker.
+
+Neighbours: :mod:`qdanalysis.tasks` uses :func:`run_python` for ``crux_mode="execute"``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+__all__ = ["SandboxResult", "network_isolation_available", "run_python"]
+
+_PRELUDE = """\
+import sys
+def _qda_guard(event, args):
+    if event.startswith(("socket.", "subprocess.", "os.system", "os.exec", "os.posix_spawn",
+                         "os.fork", "os.forkpty", "pty.")):
+        raise PermissionError("sandbox: " + event + " is not allowed")
+sys.addaudithook(_qda_guard)
+del _qda_guard
+"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SandboxResult:
+    """The outcome of one sandboxed run."""
+
+    returncode: int | None
+    """Exit status (negative: killed by that signal); None on timeout."""
+    stdout: str
+    stderr: str
+    timed_out: bool
+
+    @property
+    def ok(self) -> bool:
+        """True when the snippet exited with status 0 within the time limit."""
+        return self.returncode == 0 and not self.timed_out
+
+
+@functools.cache
+def network_isolation_available() -> bool:
+    """Whether ``unshare -rn`` can give the child an empty network namespace here."""
+    exe = shutil.which("unshare")
+    if exe is None or not sys.platform.startswith("linux"):
+        return False
+    try:
+        r = subprocess.run([exe, "-rn", "true"], capture_output=True, timeout=5, env={})
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return r.returncode == 0
+
+
+def _limits(cpu_s: int, memory_mb: int, max_file_mb: int) -> None:  # runs in the child
+    import resource
+
+    os.setsid()
+    mem = memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s))
+    fsize = max_file_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def run_python(
+    code: str,
+    *,
+    timeout_s: float = 5.0,
+    memory_mb: int = 512,
+    max_file_mb: int = 1,
+    isolate_network: bool = True,
+) -> SandboxResult:
+    """Run ``code`` with ``python -I`` in a temporary directory under resource limits.
+
+    Parameters
+    ----------
+    code
+        Python source. It sees no environment variables and a fresh empty cwd.
+    timeout_s
+        Wall-clock limit in seconds; the CPU limit is the same rounded up.
+    memory_mb
+        Address-space limit in MiB.
+    max_file_mb
+        Largest file the snippet may write, in MiB.
+    isolate_network
+        Use an empty network namespace when :func:`network_isolation_available`.
+
+    Returns
+    -------
+    SandboxResult
+
+    Raises
+    ------
+    ConfigError
+        If a limit is not positive.
+
+    Examples
+    --------
+    >>> run_python("print(1 + 1)").stdout
+    '2\\n'
+    """
+    if timeout_s <= 0 or memory_mb <= 0 or max_file_mb <= 0:
+        raise ConfigError(
+            f"run_python: expected positive limits; got timeout_s={timeout_s!r}, "
+            f"memory_mb={memory_mb!r}, max_file_mb={max_file_mb!r}."
+        )
+    cmd = [sys.executable, "-I", "-c", _PRELUDE + code]
+    if isolate_network and network_isolation_available():
+        cmd = [shutil.which("unshare") or "unshare", "-rn", *cmd]
+    cpu_s = max(1, int(timeout_s + 0.999))
+    with tempfile.TemporaryDirectory(prefix="qda-sandbox-") as cwd:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env={},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=functools.partial(_limits, cpu_s, memory_mb, max_file_mb),  # noqa: PLW1509
+        )
+        try:
+            out, err = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            out, err = proc.communicate()
+            return SandboxResult(returncode=None, stdout=out, stderr=err, timed_out=True)
+    return SandboxResult(returncode=proc.returncode, stdout=out, stderr=err, timed_out=False)
