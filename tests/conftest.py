@@ -21,7 +21,9 @@ DATA = REPO / "data"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--run-api", action="store_true", default=False,
+        "--run-api",
+        action="store_true",
+        default=False,
         help="run tests marked api (they call a real remote endpoint; key from the environment)",
     )
 

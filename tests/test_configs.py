@@ -27,17 +27,26 @@ def pool(types: dict[str, int]) -> pd.DataFrame:
 
 
 def test_config_id_is_sha256_of_canonical_json():
-    spec = ConfigSpec(method="mixed_moa", proposers=(
-        ProposerSlot(model="b", sample_index=0), ProposerSlot(model="a", sample_index=2)))
+    spec = ConfigSpec(
+        method="mixed_moa",
+        proposers=(
+            ProposerSlot(model="b", sample_index=0),
+            ProposerSlot(model="a", sample_index=2),
+        ),
+    )
     canonical = json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":"))
     assert spec.config_id == "cfg-" + hashlib.sha256(canonical.encode()).hexdigest()[:12]
     assert [s.model for s in spec.proposers] == ["a", "b"]  # slots sorted
 
 
 def test_spec_json_round_trip_and_unknown_keys():
-    spec = ConfigSpec(method="self_moa_seq", window=4, repeats=2, proposers=tuple(
-        ProposerSlot(model="m", sample_index=i, temperature=0.7) for i in range(6)),
-        aggregator=AggregatorSpec(kind="llm", model="agg", temperature=0.7))
+    spec = ConfigSpec(
+        method="self_moa_seq",
+        window=4,
+        repeats=2,
+        proposers=tuple(ProposerSlot(model="m", sample_index=i, temperature=0.7) for i in range(6)),
+        aggregator=AggregatorSpec(kind="llm", model="agg", temperature=0.7),
+    )
     assert ConfigSpec.from_json(spec.to_json()) == spec
     bad = json.loads(spec.to_json()) | {"windows": 3}
     with pytest.raises(ConfigError, match="windows"):
@@ -96,10 +105,18 @@ def test_shipped_datasets_yield_at_least_200_configurations(shipped_outputs):
 
 def test_names_use_one_letter_per_slot():
     assert type_letters(["qwen2", "deepseek", "qwen2-math"]) == {
-        "deepseek": "d", "qwen2": "a", "qwen2-math": "b"}
-    spec = ConfigSpec(method="mixed_moa", proposers=(
-        ProposerSlot(model="deepseek", sample_index=0), ProposerSlot(model="qwen2", sample_index=0),
-        ProposerSlot(model="qwen2", sample_index=1)))
+        "deepseek": "d",
+        "qwen2": "a",
+        "qwen2-math": "b",
+    }
+    spec = ConfigSpec(
+        method="mixed_moa",
+        proposers=(
+            ProposerSlot(model="deepseek", sample_index=0),
+            ProposerSlot(model="qwen2", sample_index=0),
+            ProposerSlot(model="qwen2", sample_index=1),
+        ),
+    )
     f = configs_frame([spec], letters={"deepseek": "d", "qwen2": "i"})
     assert f.loc[0, "name"] == "dii"
     assert json.loads(f.loc[0, "proposers"]) == ["deepseek", "qwen2", "qwen2"]

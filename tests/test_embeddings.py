@@ -28,7 +28,8 @@ class Spy:
 
 def test_embedder_contract(minilm):
     v = minilm.encode(QUICKSTART)
-    assert v.shape == (3, 384) and v.dtype == np.float32
+    assert v.shape == (3, 384)
+    assert v.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     # The documented sentence-transformers quick-start cosines: genuine weights.
     sims = v @ v.T
@@ -37,7 +38,8 @@ def test_embedder_contract(minilm):
     assert sims[1, 2] == pytest.approx(0.1411, abs=2e-3)
     # Input order and determinism.
     np.testing.assert_array_equal(minilm.encode(QUICKSTART[::-1]), v[::-1])
-    assert minilm.name.startswith("all-MiniLM-L6-v2@") and minilm.max_seq_length == 256
+    assert minilm.name.startswith("all-MiniLM-L6-v2@")
+    assert minilm.max_seq_length == 256
 
 
 def test_each_distinct_text_is_embedded_once_and_cached(minilm, tmp_path):
@@ -45,10 +47,14 @@ def test_each_distinct_text_is_embedded_once_and_cached(minilm, tmp_path):
     texts = QUICKSTART * 4
     cache = EmbeddingCache(tmp_path / "e.sqlite")
     first = embed_texts(texts, spy, cache=cache, progress=False)
-    assert spy.encoded == 3 and first.n_texts == 3 and first.n_embedded == 3
+    assert spy.encoded == 3
+    assert first.n_texts == 3
+    assert first.n_embedded == 3
     cache.close()
     again = embed_texts(texts, spy, cache=EmbeddingCache(tmp_path / "e.sqlite"), progress=False)
-    assert spy.encoded == 3 and again.n_cached == 3 and again.n_embedded == 0
+    assert spy.encoded == 3
+    assert again.n_cached == 3
+    assert again.n_embedded == 0
     rows = again.rows_for(QUICKSTART)
     np.testing.assert_array_equal(again.vectors[rows], minilm.encode(QUICKSTART))
 
@@ -56,7 +62,9 @@ def test_each_distinct_text_is_embedded_once_and_cached(minilm, tmp_path):
 def test_rows_align_by_text_not_position(minilm):
     e = embed_texts(["b text", "a text"], minilm, progress=False)
     assert isinstance(e, Embeddings)
-    np.testing.assert_array_equal(e.vectors[e.rows_for(["a text"])[0]], minilm.encode(["a text"])[0])
+    np.testing.assert_array_equal(
+        e.vectors[e.rows_for(["a text"])[0]], minilm.encode(["a text"])[0]
+    )
     with pytest.raises(DataError, match="not embedded"):
         e.rows_for(["never seen"])
 
@@ -65,7 +73,8 @@ def test_truncation_is_counted_and_warned(minilm):
     long = " ".join(["word"] * 400)
     with pytest.warns(DataWarning, match="max_seq_length of 256"):
         e = embed_texts([long, "short"], minilm, progress=False)
-    assert e.n_truncated == 1 and e.truncated_share == 0.5
+    assert e.n_truncated == 1
+    assert e.truncated_share == 0.5
 
 
 def test_corrupt_cache_file_is_a_clear_error(tmp_path):

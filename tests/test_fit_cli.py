@@ -25,23 +25,55 @@ def small_file(tmp_path, outputs_small) -> Path:
 def test_help_documents_every_option(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for opt in ("--outputs", "--out-dir", "--proposer-key", "--n-proposers", "--max-configs",
-                "--seed", "--with-replacement", "--aggregator", "--vendi-order",
-                "--embedding-model", "--device", "--cache-dir", "--cov-type", "--quality"):
+    for opt in (
+        "--outputs",
+        "--out-dir",
+        "--proposer-key",
+        "--n-proposers",
+        "--max-configs",
+        "--seed",
+        "--with-replacement",
+        "--aggregator",
+        "--vendi-order",
+        "--embedding-model",
+        "--device",
+        "--cache-dir",
+        "--cov-type",
+        "--quality",
+    ):
         assert opt in out
 
 
 def test_fit_writes_tables_figures_and_sidecars(small_file, tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["--outputs", str(small_file), "--out-dir", str(out), "--max-configs", "60",
-                 "--no-progress", "-q"])
+    code = main(
+        [
+            "--outputs",
+            str(small_file),
+            "--out-dir",
+            str(out),
+            "--max-configs",
+            "60",
+            "--no-progress",
+            "-q",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
-    assert "rereading/gsm8k" in printed and "alpha" in printed
+    assert "rereading/gsm8k" in printed
+    assert "alpha" in printed
     qd = pd.read_csv(out / "qd_table.csv")
     assert len(qd) == 60
-    for col in ("dataset", "config_id", "name", "proposers", "n_questions", "quality",
-                "diversity", "performance"):
+    for col in (
+        "dataset",
+        "config_id",
+        "name",
+        "proposers",
+        "n_questions",
+        "quality",
+        "diversity",
+        "performance",
+    ):
         assert col in qd.columns
     coefs = pd.read_csv(out / "coefficients.csv")
     assert set(coefs["term"]) >= {"Intercept", "quality_z", "diversity_z"}
@@ -50,15 +82,29 @@ def test_fit_writes_tables_figures_and_sidecars(small_file, tmp_path, capsys):
         assert side["parameters"]["vendi_q"] == 1.0
         assert side["parameters"]["embedding_model"].startswith("all-MiniLM-L6-v2@")
         assert side["parameters"]["cov_type"] == "nonrobust"
-        assert side["inputs"][0]["sha256"] and len(side["inputs"][0]["sha256"]) == 64
-    for f in ("fig_coefficients.pdf", "fig_coefficients.png", "fig_qd_scatter.pdf",
-              "fig_qd_scatter.png"):
+        assert side["inputs"][0]["sha256"]
+        assert len(side["inputs"][0]["sha256"]) == 64
+    for f in (
+        "fig_coefficients.pdf",
+        "fig_coefficients.png",
+        "fig_qd_scatter.pdf",
+        "fig_qd_scatter.png",
+    ):
         assert (out / f).stat().st_size > 1000
 
 
 def test_second_run_embeds_nothing(small_file, tmp_path, capsys):
-    args = ["--outputs", str(small_file), "--out-dir", str(tmp_path / "o"), "--max-configs", "30",
-            "--no-progress", "--no-figures", "-q"]
+    args = [
+        "--outputs",
+        str(small_file),
+        "--out-dir",
+        str(tmp_path / "o"),
+        "--max-configs",
+        "30",
+        "--no-progress",
+        "--no-figures",
+        "-q",
+    ]
     assert main(args) == 0
     capsys.readouterr()
     assert main(args) == 0
@@ -71,7 +117,8 @@ def test_bad_input_gives_one_error_line_and_exit_1(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["--outputs", str(bad), "--out-dir", str(out)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: ") and "bad.jsonl, line 1" in err[-1]
+    assert err[-1].startswith("error: ")
+    assert "bad.jsonl, line 1" in err[-1]
     assert "Traceback" not in "\n".join(err)
     assert not out.exists()
 
@@ -88,13 +135,19 @@ def test_demo_on_shipped_data(shipped_cache_dir, tmp_path, monkeypatch):
     env = {**os.environ, "QDANALYSIS_CACHE_DIR": str(shipped_cache_dir)}
     proc = subprocess.run(
         [sys.executable, "-m", "qdanalysis.fit", "--out-dir", str(out), "--no-progress"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "embedded 0 texts" in proc.stdout  # everything came from the shared cache
     qd = pd.read_csv(out / "qd_table.csv")
     counts = qd.groupby("dataset").size()
-    assert len(counts) == 3 and (counts >= 200).all()
+    assert len(counts) == 3
+    assert (counts >= 200).all()
     coefs = pd.read_csv(out / "coefficients.csv")
     a = coefs[coefs["term"] == "quality_z"].set_index("dataset")
     assert (a["p_value"] < 0.001).all()  # quality matters on every shipped dataset
@@ -110,9 +163,21 @@ def test_fresh_checkout_paths(tmp_path):
     shutil.copy(src, work / "data" / src.name)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
-        [sys.executable, "-m", "qdanalysis.fit", "--no-progress", "--max-configs", "40",
-         "--no-figures"],
-        cwd=work, env=env, capture_output=True, text=True, timeout=600, check=False,
+        [
+            sys.executable,
+            "-m",
+            "qdanalysis.fit",
+            "--no-progress",
+            "--max-configs",
+            "40",
+            "--no-figures",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (work / "figures" / "qd_table.csv").exists()

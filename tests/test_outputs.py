@@ -18,8 +18,16 @@ from qdanalysis.outputs import (
 )
 
 ROW = {
-    "dataset": "d", "question_id": "q1", "question": "2+2?", "model": "m", "sample_index": 0,
-    "output": "4", "answer": "4", "answer_key": "4", "correct": 1, "reference": "4",
+    "dataset": "d",
+    "question_id": "q1",
+    "question": "2+2?",
+    "model": "m",
+    "sample_index": 0,
+    "output": "4",
+    "answer": "4",
+    "answer_key": "4",
+    "correct": 1,
+    "reference": "4",
     "temperature": 0.7,
 }
 
@@ -44,7 +52,9 @@ def test_shipped_data_loads_with_schema(shipped_outputs):
     assert df["sample_index"].dtype == "int64"
     assert df["correct"].between(0, 1).all()
     assert df.groupby("dataset").size().to_dict() == {
-        "cruxeval-i/codellama-7b-samples": 3000, "rereading/csqa": 1800, "rereading/gsm8k": 1791,
+        "cruxeval-i/codellama-7b-samples": 3000,
+        "rereading/csqa": 1800,
+        "rereading/gsm8k": 1791,
     }
 
 
@@ -67,13 +77,15 @@ def test_malformed_json_names_file_and_line(tmp_path):
     with pytest.raises(DataError) as exc:
         load_outputs(p)
     assert exc.value.line == 3
-    assert str(p) in str(exc.value) and "line 3" in str(exc.value)
+    assert str(p) in str(exc.value)
+    assert "line 3" in str(exc.value)
     assert "malformed JSON" in str(exc.value)
 
 
 def test_missing_column_is_named(tmp_path):
-    p = write_jsonl(tmp_path / "m.jsonl", [{k: v for k, v in r.items() if k != "correct"}
-                                          for r in rows()])
+    p = write_jsonl(
+        tmp_path / "m.jsonl", [{k: v for k, v in r.items() if k != "correct"} for r in rows()]
+    )
     with pytest.raises(DataError, match=r"missing \['correct'\]"):
         load_outputs(p)
 
@@ -98,7 +110,7 @@ def test_mistyped_column_is_named(tmp_path):
 
 
 def test_duplicate_rows_are_rejected_with_both_lines(tmp_path):
-    dup = rows(3) + [rows(3)[0]]
+    dup = [*rows(3), rows(3)[0]]
     p = write_jsonl(tmp_path / "d.jsonl", dup)
     with pytest.raises(DataError) as exc:
         load_outputs(p)

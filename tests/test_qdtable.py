@@ -61,8 +61,11 @@ def test_quality_performance_diversity_recomputed_from_raw_rows(small_analysis, 
             if any(r is None for r in slot_rows):
                 continue  # pair dropped: a slot has no output
             q_vals.append(np.mean([r.correct for r in slot_rows]))
-            t_vals.append(brute_force_plurality([r.answer_key for r in slot_rows],
-                                                [r.correct for r in slot_rows]))
+            t_vals.append(
+                brute_force_plurality(
+                    [r.answer_key for r in slot_rows], [r.correct for r in slot_rows]
+                )
+            )
             v = minilm.encode([r.output for r in slot_rows]).astype(np.float64)
             from vendi_score import vendi
 
@@ -80,22 +83,33 @@ def test_quality_performance_diversity_recomputed_from_raw_rows(small_analysis, 
 def test_qd_table_columns_and_ranges(small_analysis):
     _, cfgs, qd, pairs = small_analysis
     assert len(qd) == len(cfgs) == 40
-    assert qd["quality"].between(0, 100).all() and qd["performance"].between(0, 100).all()
+    assert qd["quality"].between(0, 100).all()
+    assert qd["performance"].between(0, 100).all()
     assert qd["diversity"].between(1, 6).all()
     assert qd["embedding_model"].nunique() == 1
     assert qd["embedding_model"].iloc[0].startswith("all-MiniLM-L6-v2@")
     assert len(pairs) == qd["n_questions"].sum()
-    assert (qd["vendi_q"] == 1.0).all() and (qd["aggregator"] == "plurality_vote").all()
+    assert (qd["vendi_q"] == 1.0).all()
+    assert (qd["aggregator"] == "plurality_vote").all()
 
 
 def test_missing_slot_output_drops_the_pair_with_a_warning(outputs_small):
     rows = add_proposer_column(outputs_small)
     q0 = rows["question_id"].iloc[0]
-    gone = rows[~((rows["question_id"] == q0) & (rows["model"] == "gpt-3.5-turbo")
-                  & (rows["sample_index"] == 0))]
-    spec = ConfigSpec(method="mixed_moa", proposers=(
-        ProposerSlot(model="gpt-3.5-turbo", sample_index=0),
-        ProposerSlot(model="text-davinci-003", sample_index=0)))
+    gone = rows[
+        ~(
+            (rows["question_id"] == q0)
+            & (rows["model"] == "gpt-3.5-turbo")
+            & (rows["sample_index"] == 0)
+        )
+    ]
+    spec = ConfigSpec(
+        method="mixed_moa",
+        proposers=(
+            ProposerSlot(model="gpt-3.5-turbo", sample_index=0),
+            ProposerSlot(model="text-davinci-003", sample_index=0),
+        ),
+    )
     with pytest.warns(DataWarning, match="left out"):
         pairs = measure_pairs(gone, [spec], None, dataset="rereading/gsm8k")
     assert q0 not in set(pairs["question_id"])
@@ -106,20 +120,30 @@ def test_llm_aggregator_rows_give_performance(outputs_small):
     rows = add_proposer_column(outputs_small)
     spec = ConfigSpec(
         method="mixed_moa",
-        proposers=tuple(ProposerSlot(model=m, sample_index=0) for m in sorted(rows["model"].unique())),
+        proposers=tuple(
+            ProposerSlot(model=m, sample_index=0) for m in sorted(rows["model"].unique())
+        ),
         aggregator=AggregatorSpec(kind="llm", model="agg"),
     )
     qids = sorted(rows["question_id"].unique())
-    agg = pd.DataFrame({
-        "dataset": "rereading/gsm8k", "question_id": qids, "role": "aggregator",
-        "config_id": spec.config_id, "config": spec.to_json(), "step": 0, "is_final": True,
-        "correct": [float(i % 3 == 0) for i in range(len(qids))],
-    })
+    agg = pd.DataFrame(
+        {
+            "dataset": "rereading/gsm8k",
+            "question_id": qids,
+            "role": "aggregator",
+            "config_id": spec.config_id,
+            "config": spec.to_json(),
+            "step": 0,
+            "is_final": True,
+            "correct": [float(i % 3 == 0) for i in range(len(qids))],
+        }
+    )
     runs = aggregator_scores(agg)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
-        pairs = measure_pairs(rows, [spec], None, dataset="rereading/gsm8k",
-                              aggregator="llm", runs=runs)
+        pairs = measure_pairs(
+            rows, [spec], None, dataset="rereading/gsm8k", aggregator="llm", runs=runs
+        )
     merged = pairs.merge(agg, on="question_id")
     np.testing.assert_array_equal(merged["performance"], merged["correct"])
 
@@ -127,9 +151,15 @@ def test_llm_aggregator_rows_give_performance(outputs_small):
 def test_every_slot_combination_of_a_tiny_space(outputs_small):
     rows = add_proposer_column(outputs_small)
     models = sorted(rows["model"].unique())
-    specs = [ConfigSpec(method="mixed_moa", proposers=tuple(
-        ProposerSlot(model=m, sample_index=s) for m, s in zip(models, combo, strict=True)))
-        for combo in itertools.product(range(4), repeat=3)]
+    specs = [
+        ConfigSpec(
+            method="mixed_moa",
+            proposers=tuple(
+                ProposerSlot(model=m, sample_index=s) for m, s in zip(models, combo, strict=True)
+            ),
+        )
+        for combo in itertools.product(range(4), repeat=3)
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
         pairs = measure_pairs(rows, specs, None, dataset="rereading/gsm8k", aggregator="oracle")

@@ -28,7 +28,8 @@ def table(rng):
 def design(df):
     z = standardize(df, ["quality", "diversity"])
     return np.column_stack([np.ones(len(df)), z["quality_z"], z["diversity_z"]]), df[
-        "performance"].to_numpy()
+        "performance"
+    ].to_numpy()
 
 
 def test_matches_direct_least_squares(table):
@@ -43,9 +44,11 @@ def test_matches_direct_least_squares(table):
     np.testing.assert_allclose(res.coefs["estimate"], beta, rtol=1e-10)
     np.testing.assert_allclose(res.coefs["std_error"], se, rtol=1e-10)
     assert res.stats["r2"] == pytest.approx(r2, rel=1e-12)
-    assert res.stats["n_obs"] == n and res.stats["formula"] == "performance ~ quality_z + diversity_z"
+    assert res.stats["n_obs"] == n
+    assert res.stats["formula"] == "performance ~ quality_z + diversity_z"
     ci = res.coefs[["ci_low", "ci_high"]].to_numpy()
-    assert np.all(ci[:, 0] < beta) and np.all(beta < ci[:, 1])
+    assert np.all(ci[:, 0] < beta)
+    assert np.all(beta < ci[:, 1])
 
 
 def test_hc3_matches_the_sandwich_formula(table):
@@ -79,7 +82,12 @@ def test_fit_by_standardises_within_each_dataset(table):
     fits = fit_by(both)
     np.testing.assert_allclose(fits["a"].coefs["estimate"], fits["b"].coefs["estimate"])
     coefs = coefficient_table(fits)
-    assert set(coefs["term"]) == {"Intercept", "quality_z", "diversity_z", "quality_z - diversity_z"}
+    assert set(coefs["term"]) == {
+        "Intercept",
+        "quality_z",
+        "diversity_z",
+        "quality_z - diversity_z",
+    }
     assert len(coefs) == 8
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "llm"))  # the LLM suite's model/server helpers
-from fixtures import serve_model, smollm2_dir, tiny_model_dir  # noqa: E402
+from fixtures import serve_model, smollm2_dir, tiny_model_dir
 
-from qdanalysis.tasks import Question  # noqa: E402
-from qdanalysis.testing import MockClient  # noqa: E402
+from qdanalysis.tasks import Question
+from qdanalysis.testing import MockClient
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 REPO = Path(__file__).resolve().parents[2]

@@ -84,9 +84,11 @@ def test_seq_windows_hold_the_right_items(n, w, k, math_q):
         new = [x for x in refs if x.startswith("sample")]
         copies = [x for x in refs if x.startswith("synth")]
         if step == 0:
-            assert len(new) == w and copies == []
+            assert len(new) == w
+            assert copies == []
         else:
-            assert len(copies) == k and len(set(copies)) == 1
+            assert len(copies) == k
+            assert len(set(copies)) == 1
             assert copies[0] == steps[step - 1]["output"]
             assert refs[:k] == copies  # copies first by default
             assert 1 <= len(new) <= w - k
@@ -148,10 +150,12 @@ def test_outputs_table_contract(tmp_path, math_q, mc_q):
     configs = _cfgs()
     s = asyncio.run(run_experiment([math_q, mc_q], configs, client=c, store=store,
                                    progress=False))
-    assert s.n_errors == 0 and s.n_failed_configs == 0
+    assert s.n_errors == 0
+    assert s.n_failed_configs == 0
     df = load_outputs(store.write_outputs(tmp_path / "outputs.jsonl"))
     prop = df[(df.role == "proposer") & (df.layer == 0)]
-    assert prop.config_id.isna().all() and prop.step.isna().all()
+    assert prop.config_id.isna().all()
+    assert prop.step.isna().all()
     # the pool: each (question, model, sample) exactly once, shared by all configurations
     assert not prop.duplicated(["question_id", "model", "sample_index"]).any()
     agg = df[df.role == "aggregator"]
@@ -160,7 +164,9 @@ def test_outputs_table_contract(tmp_path, math_q, mc_q):
     assert set(finals.config_id) == {c.config_id for c in configs}
     for _, r in agg.iterrows():
         spec = ConfigSpec.from_json(r.config)
-        assert spec.config_id == r.config_id and r.layer == spec.layers and r.sample_index == 0
+        assert spec.config_id == r.config_id
+        assert r.layer == spec.layers
+        assert r.sample_index == 0
         for slot in spec.proposers:
             assert ((prop.question_id == r.question_id) & (prop.model == slot.model)
                     & (prop.sample_index == slot.sample_index)).sum() == 1
@@ -174,7 +180,8 @@ def test_outputs_table_contract(tmp_path, math_q, mc_q):
     n = len(c.calls)
     s2 = asyncio.run(run_experiment([math_q, mc_q], configs, client=c, store=RunStore(tmp_path),
                                     progress=False))
-    assert len(c.calls) == n and s2.n_new_rows == 0
+    assert len(c.calls) == n
+    assert s2.n_new_rows == 0
 
 
 def test_pool_uses_complete_n_when_available(tmp_path, math_q):
@@ -205,7 +212,8 @@ def test_error_rows_after_retries_then_resume(tmp_path, math_q, kind):
     s2 = asyncio.run(run_experiment([math_q], cfgs, client=c2, store=RunStore(tmp_path),
                                     progress=False))
     assert [(r.model, r.sample_index) for r in c2.calls] == [("b", 0), ("agg", 0)]
-    assert s2.n_failed_configs == 0 and RunStore(tmp_path).read(status="error").empty
+    assert s2.n_failed_configs == 0
+    assert RunStore(tmp_path).read(status="error").empty
 
 
 def test_skip_policy_records_references_shown(tmp_path, math_q):
@@ -215,7 +223,8 @@ def test_skip_policy_records_references_shown(tmp_path, math_q):
     asyncio.run(run_experiment([math_q], cfgs, client=c, store=store, progress=False,
                                on_proposer_error="skip"))
     final = store.read().query("role == 'aggregator'").iloc[0]
-    assert final.n_references == 2 and "b#0" not in final.shown
+    assert final.n_references == 2
+    assert "b#0" not in final.shown
 
 
 def test_conflicting_temperatures_are_rejected(tmp_path, math_q):

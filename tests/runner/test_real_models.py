@@ -1,8 +1,10 @@
 """MoA runs on real transformers models: the tiny random Llama (fast), SmolLM2 (slow)."""
 
 import asyncio
+from pathlib import Path
 
 import pytest
+from fixtures import serve_model, smollm2_dir  # on sys.path via conftest
 
 from qdanalysis.llm.managed import ManagedClient
 from qdanalysis.moa import method_configs, run_experiment
@@ -10,10 +12,6 @@ from qdanalysis.outputs import load_outputs
 from qdanalysis.run import ModelRouter
 from qdanalysis.store import RunStore
 from qdanalysis.tasks import load_questions
-
-from pathlib import Path
-
-from fixtures import serve_model, smollm2_dir  # on sys.path via conftest
 
 QUESTIONS = Path(__file__).resolve().parents[2] / "data" / "questions"
 
@@ -40,7 +38,8 @@ def _check_run(tmp_path, client, questions, models, counter):
     n = counter()
     s2 = asyncio.run(run_experiment(questions, configs, client=client, store=RunStore(tmp_path),
                                     progress=False, max_tokens=24))
-    assert counter() == n and s2.n_new_rows == 0
+    assert counter() == n
+    assert s2.n_new_rows == 0
     return df
 
 

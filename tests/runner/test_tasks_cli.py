@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -7,8 +8,6 @@ from qdanalysis.outputs import load_outputs
 from qdanalysis.run import main
 from qdanalysis.tasks import get_task, load_questions
 
-from pathlib import Path
-
 QUESTIONS = Path(__file__).resolve().parents[2] / "data" / "questions"
 
 
@@ -16,7 +15,8 @@ def test_shipped_question_files_load():
     for name, task in [("csqa_20", "multiple_choice"), ("gsm8k_20", "math"),
                        ("cruxeval_o_20", "crux")]:
         qs = load_questions(QUESTIONS / f"{name}.jsonl")
-        assert len(qs) == 20 and {q.task for q in qs} == {task}
+        assert len(qs) == 20
+        assert {q.task for q in qs} == {task}
 
 
 def test_crux_execution_scorer_agrees_with_reference():
@@ -45,7 +45,9 @@ def test_bad_question_file_errors_name_file_line_field(tmp_path, line, column):
     p.write_text(good + "\n" + line + "\n")
     with pytest.raises(DataError) as exc:
         load_questions(p)
-    assert exc.value.line == 2 and exc.value.column == column and str(p) in str(exc.value)
+    assert exc.value.line == 2
+    assert exc.value.column == column
+    assert str(p) in str(exc.value)
 
 
 def test_cli_mock_run_resumes_and_validates(tmp_path, capsys):
@@ -55,10 +57,13 @@ def test_cli_mock_run_resumes_and_validates(tmp_path, capsys):
             "--no-progress"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "wrote" in out and "outputs.jsonl" in out and "summary: rows" in out
+    assert "wrote" in out
+    assert "outputs.jsonl" in out
+    assert "summary: rows" in out
     df = load_outputs(tmp_path / "outputs.jsonl")
     agg = df[df.role == "aggregator"]
-    assert len(agg) == 3 * 3 and agg.is_final.sum() == 3
+    assert len(agg) == 3 * 3
+    assert agg.is_final.sum() == 3
     assert main(args) == 0
     assert "calls 0" in capsys.readouterr().out
 
@@ -69,7 +74,8 @@ def test_cli_errors(tmp_path, capsys):
     assert main(["--questions", str(bad), "--method", "single", "--proposers", "m",
                  "--backend", "mock", "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "line 1" in err
+    assert err.startswith("error: ")
+    assert "line 1" in err
     assert main(["--questions", str(bad)]) == 2
     assert main(["--help"]) == 0
     assert "--n-samples" in capsys.readouterr().out

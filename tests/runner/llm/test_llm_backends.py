@@ -70,7 +70,8 @@ def test_contract_same_seed_same_text(chat_client: tuple[Any, str]) -> None:
         return a.text, b.text
 
     a, b = run_with(client, go)
-    assert a == b and a
+    assert a == b
+    assert a
 
 
 def test_contract_sample_index_gives_distinct_samples(chat_client: tuple[Any, str]) -> None:
@@ -89,7 +90,8 @@ def test_contract_n_samples_with_token_counts(chat_client: tuple[Any, str]) -> N
     assert len(out) == 3
     assert len({r.text for r in out}) == 3
     for r in out:
-        assert r.prompt_tokens and r.prompt_tokens > 5
+        assert r.prompt_tokens
+        assert r.prompt_tokens > 5
         assert 1 <= r.completion_tokens <= 12
         assert r.finish_reason in ("stop", "length")
 
@@ -186,7 +188,8 @@ def test_http_404_unknown_model_is_fatal() -> None:
         with pytest.raises(ProviderError, match="not found") as info:
             run_with(OpenAICompatClient(url, api_key_env=None), lambda c: c.complete(
                 fake_req(model="nope")))
-    assert info.value.kind == "fatal" and not isinstance(info.value, AuthError)
+    assert info.value.kind == "fatal"
+    assert not isinstance(info.value, AuthError)
 
 
 def test_connection_refused_is_transient() -> None:
