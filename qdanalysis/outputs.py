@@ -219,13 +219,14 @@ def _read_csv(path: Path) -> pd.DataFrame:
     text_cols = {c: object for c in ("dataset", "question_id", "model", *OPTIONAL_TEXT_COLUMNS)}
     text_cols["output"] = object
     try:
-        return pd.read_csv(
+        df = pd.read_csv(
             path,
             keep_default_na=False,
             na_values=[""],
             dtype=text_cols,
             encoding="utf-8-sig",
         )
+        return _csv_numbers(df)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
     except UnicodeDecodeError as exc:
@@ -244,10 +245,35 @@ def _read_csv(path: Path) -> pd.DataFrame:
             path=path,
         ) from exc
     except (pd.errors.ParserError, ValueError) as exc:
+        detail = " ".join(str(exc).split())
+        m = re.search(r"\bline (\d+)", detail)
         raise DataError(
-            f"could not parse CSV ({exc}). Check quoting and the number of fields per row.",
+            f"could not parse CSV ({detail}). Check quoting and the number of fields per row.",
             path=path,
+            line=int(m.group(1)) if m else None,
         ) from exc
+
+
+def _csv_numbers(df: pd.DataFrame) -> pd.DataFrame:
+    """Turn numeric-looking texts of the number columns into numbers, cell by cell.
+
+    One bad cell makes pandas read a whole CSV column as text; converting the cells that are
+    numbers lets validation point at the bad cell rather than at the first row.
+    """
+
+    def conv(v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                x = float(v)
+            except ValueError:
+                return v
+            return x if math.isfinite(x) else v
+        return v
+
+    for col in ("sample_index", "correct", "temperature"):
+        if col in df.columns and not pd.api.types.is_numeric_dtype(df[col]):
+            df[col] = pd.Series([conv(v) for v in df[col]], index=df.index, dtype=object)
+    return df
 
 
 def _read_one(path: Path) -> pd.DataFrame:
@@ -279,6 +305,14 @@ def _read_one(path: Path) -> pd.DataFrame:
     if len(df) == 0:
         raise DataError(
             "expected at least one row; the file is empty. Remove it from the inputs.", path=path
+        )
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        present = [c for c in df.columns if not str(c).startswith("_")]
+        raise DataError(
+            f"expected the columns {list(REQUIRED_COLUMNS)}; missing {missing}. Present: "
+            f"{present}. Rename or add the missing columns.",
+            path=path,
         )
     df["_source"] = str(path)
     return df
@@ -498,7 +532,10 @@ def validate_outputs(df: pd.DataFrame) -> pd.DataFrame:
     for col in ("question", "reference", "answer", "answer_key"):
         _check_str(df, col, nullable=True)
         df[col] = df[col].astype(object).where(df[col].notna(), None)
-        df[col] = [None if v is None else str(v) for v in df[col]]
+        # object dtype keeps None as None (pandas 3 would infer its str dtype and turn it to NaN)
+        df[col] = pd.Series(
+            [None if v is None else str(v) for v in df[col]], index=df.index, dtype=object
+        )
     df["temperature"] = _to_number(df, "temperature", integer=False, nullable=True)
     n_empty = int((df["output"].str.strip() == "").sum())
     if n_empty:
