@@ -16,16 +16,10 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import atheris
+from qdanalysis.errors import DataError, DataWarning
+from qdanalysis.outputs import load_outputs
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-with atheris.instrument_imports():
-    from qdanalysis.errors import DataError, DataWarning
-    from qdanalysis.outputs import load_outputs
-
-TMP = Path(tempfile.mkdtemp(prefix="fuzz-"))
+TMP = Path(tempfile.gettempdir())
 COUNT = {"n": 0, "ok": 0, "rejected": 0}
 
 
@@ -49,6 +43,12 @@ def one_input(data: bytes) -> None:
 
 
 def main() -> None:
+    import atheris  # only here: pytest's doctest collection imports this module
+
+    global TMP
+    TMP = Path(tempfile.mkdtemp(prefix="fuzz-"))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    atheris.instrument_all()
     seeds = TMP / "seeds"
     seeds.mkdir()
     from hostile_cases import ACCEPTED, CASES
