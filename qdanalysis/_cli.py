@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import warnings
@@ -19,9 +20,17 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import QDAnalysisError, QDAnalysisWarning
+from .errors import ConfigError, QDAnalysisError, QDAnalysisWarning
 
-__all__ = ["atomic_path", "atomic_write", "base_parser", "run_main", "setup_logging"]
+__all__ = [
+    "atomic_path",
+    "atomic_write",
+    "base_parser",
+    "check_out_dir",
+    "run_main",
+    "setup_logging",
+    "staged_dir",
+]
 
 log = logging.getLogger("qdanalysis")
 
@@ -81,6 +90,14 @@ def run_main(
             raise
         print(f"error: {exc}", file=sys.stderr)  # noqa: T201  (the CLI boundary)
         return 1
+    except OSError as exc:  # disk full, permissions, a path that is a file: not our bug
+        if args.debug:
+            raise
+        print(  # noqa: T201
+            f"error: {exc}. Check the path, its permissions and the free disk space.",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume.", file=sys.stderr)  # noqa: T201
         return 130
@@ -95,6 +112,55 @@ def _show_warning(
     line: str | None = None,
 ) -> None:
     print(f"warning: {message}", file=sys.stderr)  # noqa: T201  (the CLI boundary)
+
+
+def check_out_dir(path: str | Path, *, option: str = "--out-dir") -> Path:
+    """Fail early (before any work) when ``path`` cannot become an output directory.
+
+    Raises
+    ------
+    ConfigError
+        If ``path`` or one of its parents is a file, or the nearest existing one is not writable.
+    """
+    p = Path(path)
+    for q in (p, *p.parents):
+        if q.exists():
+            if not q.is_dir():
+                raise ConfigError(
+                    f"{option}: expected a directory; got {str(path)!r}, where {str(q)!r} is a "
+                    "file. Choose another directory or move the file."
+                )
+            if not os.access(q, os.W_OK | os.X_OK):
+                raise ConfigError(
+                    f"{option}: expected a writable directory; {str(q)!r} is not writable. "
+                    "Choose another directory or fix its permissions."
+                )
+            break
+    return p
+
+
+@contextlib.contextmanager
+def staged_dir(out_dir: str | Path) -> Iterator[Path]:
+    """Yield an empty staging directory inside ``out_dir``; publish its files only on success.
+
+    Artifacts are written into the staging directory; when the block ends without an exception
+    each file is renamed into ``out_dir`` (each rename atomic, so readers only ever see whole
+    files). On an exception the staging directory is deleted and ``out_dir`` keeps exactly the
+    files it had (and is removed again if this call created it), so a failed run leaves no
+    partial artifacts.
+    """
+    out = Path(out_dir)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    try:
+        yield stage
+        for f in sorted(stage.iterdir()):
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        if created and not any(out.iterdir()):
+            out.rmdir()
 
 
 @contextlib.contextmanager

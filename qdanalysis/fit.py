@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._cli import base_parser, run_main
+from ._cli import base_parser, check_out_dir, run_main, staged_dir
 from .diversity import DEFAULT_TOL
 from .errors import ConfigError
 from .outputs import find_output_files, load_outputs
@@ -193,6 +193,10 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     from .pipeline import analyze
 
     t0 = time.perf_counter()
+    # Everything that can fail is checked or computed before the first byte is written; the
+    # artifacts are then written into a staging directory and published together (no partial
+    # output on any error).
+    out = check_out_dir(args.out_dir)
     files: list[Path] = []
     for p in args.outputs or ["data"]:
         pp = Path(p)
@@ -203,7 +207,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         if unknown:
             raise ConfigError(
                 f"--datasets: expected names from {sorted(outputs['dataset'].unique())}; got "
-                f"unknown {unknown}."
+                f"unknown {unknown}. Drop --datasets or pick names from that list."
             )
         outputs = outputs[outputs["dataset"].isin(args.datasets)]
     res = analyze(
@@ -227,29 +231,30 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         ddof=args.ddof,
         progress=not args.no_progress,
     )
-    out = Path(args.out_dir)
     params = res.parameters
     prov = Provenance(
         inputs=files, parameters=params, argv=list(argv) if argv is not None else sys.argv[1:]
     )
-    written = save_table(res.qd_table, "qd_table", out_dir=out, provenance=prov)
-    written += save_table(res.coefficients, "coefficients", out_dir=out, provenance=prov)
-    if not args.no_figures:
-        import matplotlib as mpl
+    with staged_dir(out) as stage:
+        written = save_table(res.qd_table, "qd_table", out_dir=stage, provenance=prov)
+        written += save_table(res.coefficients, "coefficients", out_dir=stage, provenance=prov)
+        if not args.no_figures:
+            import matplotlib as mpl
 
-        mpl.use("Agg")
-        import matplotlib.pyplot as plt
+            mpl.use("Agg")
+            import matplotlib.pyplot as plt
 
-        from .paper import table4
-        from .plotting import coefficient_figure, paper_style, qd_scatter_figure
+            from .paper import table4
+            from .plotting import coefficient_figure, paper_style, qd_scatter_figure
 
-        with paper_style():
-            fig = coefficient_figure(res.coefficients, reference=table4(), width="single")
-            written += save_figure(fig, "fig_coefficients", out_dir=out, provenance=prov)
-            plt.close(fig)
-            fig = qd_scatter_figure(res.qd_table, width="double")
-            written += save_figure(fig, "fig_qd_scatter", out_dir=out, provenance=prov)
-            plt.close(fig)
+            with paper_style():
+                fig = coefficient_figure(res.coefficients, reference=table4(), width="single")
+                written += save_figure(fig, "fig_coefficients", out_dir=stage, provenance=prov)
+                plt.close(fig)
+                fig = qd_scatter_figure(res.qd_table, width="double")
+                written += save_figure(fig, "fig_qd_scatter", out_dir=stage, provenance=prov)
+                plt.close(fig)
+    written = [out / w.name for w in written]
     emb = res.embeddings
     print(  # noqa: T201  (CLI output)
         f"Performance ~ z(quality) + z(diversity), OLS per dataset (cov_type={args.cov_type}; "

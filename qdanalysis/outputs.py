@@ -13,7 +13,9 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import re
 import warnings
+import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,7 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
     "correct",
 )
 OPTIONAL_COLUMNS: tuple[str, ...] = tuple(c for c in OUTPUTS_SCHEMA if c not in REQUIRED_COLUMNS)
+OPTIONAL_TEXT_COLUMNS: tuple[str, ...] = ("question", "reference", "answer", "answer_key")
 #: Unique key of a proposer output.
 KEY_COLUMNS: tuple[str, ...] = ("dataset", "question_id", "model", "sample_index")
 #: Extra key columns of runner rows (aggregator and intermediate-layer outputs), when present.
@@ -99,14 +102,58 @@ def find_output_files(directory: str | Path) -> list[Path]:
     return files
 
 
+_BOM = b"\xef\xbb\xbf"
+#: A JSON escape of a UTF-16 surrogate: the only way a JSON line can yield a string that is not
+#: valid Unicode (a lone surrogate), which no text store, hash or Arrow column accepts.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _decode_line(raw: bytes, path: Path, lineno: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = raw[exc.start : exc.start + 1]
+        raise DataError(
+            f"expected UTF-8 text; got the byte {bad!r} at byte {exc.start + 1} of the line, "
+            "which is not UTF-8 (Latin-1 or Windows-1252?). Re-encode the file as UTF-8, e.g. "
+            "`iconv -f latin1 -t utf-8`.",
+            path=path,
+            line=lineno,
+        ) from exc
+
+
+def _lone_surrogate_field(obj: dict[str, Any]) -> str | None:
+    """The first top-level field holding (at any depth) a string that is not valid Unicode."""
+
+    def bad(v: Any) -> bool:
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+            return False
+        if isinstance(v, dict):
+            return any(bad(k) or bad(x) for k, x in v.items())
+        if isinstance(v, list):
+            return any(bad(x) for x in v)
+        return False
+
+    for k, v in obj.items():
+        if bad(k) or bad(v):
+            return str(k.encode("utf-8", "backslashreplace").decode())
+    return None
+
+
 def _read_jsonl(path: Path) -> pd.DataFrame:
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
     records: list[dict[str, Any]] = []
     lines: list[int] = []
     try:
-        with opener(path, "rt", encoding="utf-8") as fh:
+        with opener(path, "rb") as fh:
             for lineno, raw in enumerate(fh, start=1):
-                text = raw.strip()
+                if lineno == 1 and raw.startswith(_BOM):
+                    raw = raw[len(_BOM) :]  # a UTF-8 byte-order mark is harmless: skip it
+                text = _decode_line(raw, path, lineno).strip()
                 if not text:
                     continue
                 try:
@@ -118,6 +165,13 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
                         path=path,
                         line=lineno,
                     ) from exc
+                except RecursionError as exc:
+                    raise DataError(
+                        f"expected one flat JSON object per line; got values nested too deeply "
+                        f"to read: {text[:80]!r}. Flatten or delete this line.",
+                        path=path,
+                        line=lineno,
+                    ) from exc
                 if not isinstance(obj, dict):
                     raise DataError(
                         f"expected a JSON object per line; got {type(obj).__name__} "
@@ -125,23 +179,100 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
                         path=path,
                         line=lineno,
                     )
+                if _SURROGATE_ESCAPE.search(raw):
+                    col = _lone_surrogate_field(obj)
+                    if col is not None:
+                        raise DataError(
+                            "expected valid Unicode text; got a lone UTF-16 surrogate escape "
+                            "(\\ud800-\\udfff without its pair). Remove or replace it.",
+                            path=path,
+                            line=lineno,
+                            column=col,
+                        )
                 records.append(obj)
                 lines.append(lineno)
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"expected UTF-8 text; got undecodable bytes at offset {exc.start}. "
-            "Re-encode the file as UTF-8.",
-            path=path,
-        ) from exc
-    except (OSError, EOFError) as exc:
-        if isinstance(exc, DataError):
-            raise
+    except (OSError, EOFError, zlib.error) as exc:
         raise DataError(
             f"could not read the file ({exc}). Check that it is a complete, uncorrupted file.",
             path=path,
         ) from exc
     df = pd.DataFrame.from_records(records)
     df["_line"] = lines
+    return df
+
+
+def _first_non_utf8_line(path: Path) -> tuple[int, int] | None:
+    """(line, byte within the line) of the first bytes that are not UTF-8, if any."""
+    opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return lineno, exc.start + 1
+    return None
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    # Only an empty cell is null: pandas' default would also turn the texts "NA", "None", "null",
+    # "nan" … into nulls, silently erasing real answers and outputs.
+    text_cols = {c: object for c in ("dataset", "question_id", "model", *OPTIONAL_TEXT_COLUMNS)}
+    text_cols["output"] = object
+    try:
+        df = pd.read_csv(
+            path,
+            keep_default_na=False,
+            na_values=[""],
+            dtype=text_cols,
+            encoding="utf-8-sig",
+        )
+        return _csv_numbers(df)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    except UnicodeDecodeError as exc:
+        where = _first_non_utf8_line(path)
+        line = where[0] if where else None
+        at = f" at byte {where[1]} of the line" if where else ""
+        raise DataError(
+            f"expected UTF-8 text; got bytes that are not UTF-8{at} (Latin-1 or "
+            "Windows-1252?). Re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`.",
+            path=path,
+            line=line,
+        ) from exc
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(
+            f"could not read the file ({exc}). Check that it is a complete, uncorrupted file.",
+            path=path,
+        ) from exc
+    except (pd.errors.ParserError, ValueError) as exc:
+        detail = " ".join(str(exc).split())
+        m = re.search(r"\bline (\d+)", detail)
+        raise DataError(
+            f"could not parse CSV ({detail}). Check quoting and the number of fields per row.",
+            path=path,
+            line=int(m.group(1)) if m else None,
+        ) from exc
+
+
+def _csv_numbers(df: pd.DataFrame) -> pd.DataFrame:
+    """Turn numeric-looking texts of the number columns into numbers, cell by cell.
+
+    One bad cell makes pandas read a whole CSV column as text; converting the cells that are
+    numbers lets validation point at the bad cell rather than at the first row.
+    """
+
+    def conv(v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                x = float(v)
+            except ValueError:
+                return v
+            return x if math.isfinite(x) else v
+        return v
+
+    for col in ("sample_index", "correct", "temperature"):
+        if col in df.columns and not pd.api.types.is_numeric_dtype(df[col]):
+            df[col] = pd.Series([conv(v) for v in df[col]], index=df.index, dtype=object)
     return df
 
 
@@ -163,17 +294,7 @@ def _read_one(path: Path) -> pd.DataFrame:
         df["_line"] = np.arange(len(df)) + 1
         df.attrs["line_kind"] = "row"
     elif suf in (".csv", ".csv.gz"):
-        try:
-            text_cols = ("dataset", "question_id", "question", "reference", "model", "output",
-                         "answer", "answer_key")
-            df = pd.read_csv(path, keep_default_na=True, dtype=dict.fromkeys(text_cols, str))
-        except pd.errors.EmptyDataError:
-            df = pd.DataFrame()
-        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-            raise DataError(
-                f"could not parse CSV ({exc}). Check quoting and the number of fields per row.",
-                path=path,
-            ) from exc
+        df = _read_csv(path)
         df["_line"] = np.arange(len(df)) + 2  # line 1 is the header
     else:
         raise DataError(
@@ -184,6 +305,14 @@ def _read_one(path: Path) -> pd.DataFrame:
     if len(df) == 0:
         raise DataError(
             "expected at least one row; the file is empty. Remove it from the inputs.", path=path
+        )
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        present = [c for c in df.columns if not str(c).startswith("_")]
+        raise DataError(
+            f"expected the columns {list(REQUIRED_COLUMNS)}; missing {missing}. Present: "
+            f"{present}. Rename or add the missing columns.",
+            path=path,
         )
     df["_source"] = str(path)
     return df
@@ -281,6 +410,9 @@ def _check_str(df: pd.DataFrame, col: str, *, nullable: bool) -> None:
             )
 
 
+_MAX_INDEX = 2**53
+
+
 def _to_number(df: pd.DataFrame, col: str, *, integer: bool, nullable: bool) -> pd.Series:
     out = np.empty(len(df), dtype=float)
     for i, (idx, v) in enumerate(df[col].items()):
@@ -292,6 +424,7 @@ def _to_number(df: pd.DataFrame, col: str, *, integer: bool, nullable: bool) -> 
             ok = False
             val = v
         elif isinstance(v, bool | np.bool_):
+            ok = not integer  # true/false is a score, never an index
             val = float(v)
         elif isinstance(v, int | float | np.integer | np.floating):
             val = float(v)
@@ -300,8 +433,10 @@ def _to_number(df: pd.DataFrame, col: str, *, integer: bool, nullable: bool) -> 
             val = v
         if ok and (not math.isfinite(val) or (integer and (not val.is_integer() or val < 0))):
             ok = False
+        if ok and integer and val > _MAX_INDEX:
+            ok = False  # beyond 2**53 floats (and int64 casts) stop being exact
         if not ok:
-            want = "a non-negative integer" if integer else "a finite number"
+            want = "a non-negative integer below 2**53" if integer else "a finite number"
             raise DataError(
                 f"{_row_label(df, idx)}expected {want}; got {v!r}. "
                 f"Write {col!r} as a number, not text or NaN.",
@@ -359,7 +494,8 @@ def validate_outputs(df: pd.DataFrame) -> pd.DataFrame:
             if bad.any():
                 idx = bad.idxmax()
                 raise DataError(
-                    f"expected a value; the field is missing or null. Every row needs {col!r}.",
+                    f"expected a value; the field is missing, null or NaN. Every row needs "
+                    f"{col!r}.",
                     column=col,
                     **_where(df, idx),
                 )
@@ -380,7 +516,9 @@ def validate_outputs(df: pd.DataFrame) -> pd.DataFrame:
             **_where(df, idx),
         )
     df["correct"] = correct.astype(np.float64)
-    # Outputs: null means an empty response; strings otherwise.
+    # Outputs: null means an empty response; strings otherwise. (An all-null column arrives
+    # as float64, which cannot hold "": make it object first.)
+    df["output"] = df["output"].astype(object)
     for idx, v in df["output"].items():
         if v is None or (isinstance(v, float) and math.isnan(v)):
             df.at[idx, "output"] = ""
@@ -397,7 +535,10 @@ def validate_outputs(df: pd.DataFrame) -> pd.DataFrame:
     for col in ("question", "reference", "answer", "answer_key"):
         _check_str(df, col, nullable=True)
         df[col] = df[col].astype(object).where(df[col].notna(), None)
-        df[col] = [None if v is None else str(v) for v in df[col]]
+        # object dtype keeps None as None (pandas 3 would infer its str dtype and turn it to NaN)
+        df[col] = pd.Series(
+            [None if v is None else str(v) for v in df[col]], index=df.index, dtype=object
+        )
     df["temperature"] = _to_number(df, "temperature", integer=False, nullable=True)
     n_empty = int((df["output"].str.strip() == "").sum())
     if n_empty:

@@ -277,7 +277,7 @@ def fit_by(
         try:
             out[str(key)] = fit_ols(g, spec)
         except DataError as exc:
-            raise DataError(f"{by} {key!r}: {exc}", column=exc.column) from exc
+            raise DataError(f"{by} {key!r}: {exc.message}", column=exc.column) from exc
     return out
 
 
