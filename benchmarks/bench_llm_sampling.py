@@ -99,10 +99,14 @@ def main() -> int:
             with serve_model(path, extra_args=["--model-name", name]) as url:
                 http = OpenAICompatClient(url, api_key_env=None)
                 rows.append((name, "http", bench(http, name, args.max_tokens, args.repeats)))
-    print(f"max_tokens={args.max_tokens}, median of {args.repeats}; times in s; "
-          f"ratios are 6 separate sequential requests / variant")
-    print(f"{'model':<22} {'transport':<11} {'1 call':>7} {'6 seq':>7} {'6 conc':>7} {'n=6':>7}"
-          f" {'seq/conc':>8} {'seq/n6':>7}")
+    print(
+        f"max_tokens={args.max_tokens}, median of {args.repeats}; times in s; "
+        f"ratios are 6 separate sequential requests / variant"
+    )
+    print(
+        f"{'model':<22} {'transport':<11} {'1 call':>7} {'6 seq':>7} {'6 conc':>7} {'n=6':>7}"
+        f" {'seq/conc':>8} {'seq/n6':>7}"
+    )
     for name, transport, t in rows:
         print(
             f"{name:<22} {transport:<11} {t['one']:7.3f} {t['seq']:7.3f} {t['conc']:7.3f} "

@@ -12,7 +12,7 @@ import pytest
 import qdanalysis.llm.managed as managed
 
 sys.path.insert(0, str(Path(__file__).parent))  # works under any pytest import mode
-from fixtures import serve_model, smollm2_dir, tiny_model_dir  # noqa: E402
+from fixtures import serve_model, smollm2_dir, tiny_model_dir
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 

@@ -43,9 +43,7 @@ def chat_client(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Any, st
     if "http" in kind:
         from qdanalysis.llm.openai_compat import OpenAICompatClient
 
-        client: Any = OpenAICompatClient(
-            request.getfixturevalue("tiny_server"), api_key_env=None
-        )
+        client: Any = OpenAICompatClient(request.getfixturevalue("tiny_server"), api_key_env=None)
     else:
         client = request.getfixturevalue("tiny_client")
     if kind.startswith("managed"):
@@ -56,7 +54,13 @@ def chat_client(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Any, st
 
 
 def req(**kw: Any) -> ChatRequest:
-    base = {"model": "tiny-llama", "messages": MSGS, "max_tokens": 12, "temperature": 0.7, "seed": 3}
+    base = {
+        "model": "tiny-llama",
+        "messages": MSGS,
+        "max_tokens": 12,
+        "temperature": 0.7,
+        "seed": 3,
+    }
     return ChatRequest(**{**base, **kw})
 
 
@@ -70,7 +74,8 @@ def test_contract_same_seed_same_text(chat_client: tuple[Any, str]) -> None:
         return a.text, b.text
 
     a, b = run_with(client, go)
-    assert a == b and a
+    assert a == b
+    assert a
 
 
 def test_contract_sample_index_gives_distinct_samples(chat_client: tuple[Any, str]) -> None:
@@ -89,7 +94,8 @@ def test_contract_n_samples_with_token_counts(chat_client: tuple[Any, str]) -> N
     assert len(out) == 3
     assert len({r.text for r in out}) == 3
     for r in out:
-        assert r.prompt_tokens and r.prompt_tokens > 5
+        assert r.prompt_tokens
+        assert r.prompt_tokens > 5
         assert 1 <= r.completion_tokens <= 12
         assert r.finish_reason in ("stop", "length")
 
@@ -184,9 +190,12 @@ def test_http_404_unknown_model_is_fatal() -> None:
 
     with fault_server() as url:
         with pytest.raises(ProviderError, match="not found") as info:
-            run_with(OpenAICompatClient(url, api_key_env=None), lambda c: c.complete(
-                fake_req(model="nope")))
-    assert info.value.kind == "fatal" and not isinstance(info.value, AuthError)
+            run_with(
+                OpenAICompatClient(url, api_key_env=None),
+                lambda c: c.complete(fake_req(model="nope")),
+            )
+    assert info.value.kind == "fatal"
+    assert not isinstance(info.value, AuthError)
 
 
 def test_connection_refused_is_transient() -> None:
@@ -229,7 +238,7 @@ def test_api_key_never_leaks(
                 assert isinstance(info.value, AuthError)
                 assert "QDA_TEST_KEY" in str(info.value)
             managed = ManagedClient(client, cache=ResponseCache(cache_path))
-            run_with(managed, lambda c: c.complete(fake_req(sample_index=status)))
+            run_with(managed, lambda c, k=status: c.complete(fake_req(sample_index=k)))
             seen.append(repr(managed))
     text = "\n".join(seen) + caplog.text
     assert secret not in text

@@ -116,7 +116,7 @@ def test_concurrency_cap_holds() -> None:
 def test_timeout_becomes_transient_and_is_retried() -> None:
     backend = FakeBackend(delay_s=5.0)
     client = ManagedClient(backend, timeout_s=0.02, retry=RetryPolicy(max_attempts=2))
-    with pytest.raises(ProviderError, match="within 0.02 s") as info:
+    with pytest.raises(ProviderError, match=r"within 0\.02 s") as info:
         run(client.complete(REQ))
     assert info.value.kind == "transient"
     assert len(backend.calls) == 2
@@ -132,7 +132,8 @@ def test_cache_hits_and_misses(tmp_path) -> None:  # type: ignore[no-untyped-def
     assert first.text == second.text
     assert len(backend.calls) == 1
     other = run(client.complete(dataclasses.replace(REQ, sample_index=1)))
-    assert other.text != first.text and not other.cached
+    assert other.text != first.text
+    assert not other.cached
     s = client.ledger.summary()
     assert (s["calls"], s["cache_hits"], s["backend_calls"]) == (3, 1, 2)
 
@@ -170,10 +171,12 @@ def test_complete_n_asks_backend_only_for_missing_runs(tmp_path) -> None:  # typ
     assert len(cache) == 6
     backend.calls.clear()
     again = run(client.complete_n(REQ, 6))
-    assert backend.calls == [] and all(r.cached for r in again)
+    assert backend.calls == []
+    assert all(r.cached for r in again)
     assert [r.text for r in again] == [r.text for r in out]
     s = client.ledger.summary()
-    assert s["samples"] == 1 + 6 + 6 and s["cache_hits"] == 1 + 6
+    assert s["samples"] == 1 + 6 + 6
+    assert s["cache_hits"] == 1 + 6
 
 
 def test_complete_n_caches_successes_before_raising(tmp_path) -> None:  # type: ignore[no-untyped-def]

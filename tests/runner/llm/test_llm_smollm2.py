@@ -38,7 +38,8 @@ def test_greedy_answer_names_paris(smol: Any) -> None:
     req = ChatRequest(model="smollm2", messages=FRANCE, temperature=0.0, max_tokens=24)
     resp = run_with(smol, lambda c: c.complete(req))
     assert "Paris" in resp.text
-    assert resp.prompt_tokens and resp.prompt_tokens > 10
+    assert resp.prompt_tokens
+    assert resp.prompt_tokens > 10
     assert 1 <= resp.completion_tokens <= 24
 
 
