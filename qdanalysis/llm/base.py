@@ -13,7 +13,14 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..errors import ConfigError
 
-__all__ = ["ChatClient", "ChatRequest", "ChatResponse", "Message", "MultiSampleClient", "supports_n"]
+__all__ = [
+    "ChatClient",
+    "ChatRequest",
+    "ChatResponse",
+    "Message",
+    "MultiSampleClient",
+    "supports_n",
+]
 
 Message = Mapping[str, str]
 

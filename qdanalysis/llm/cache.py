@@ -108,7 +108,8 @@ class ResponseCache:
         >>> ResponseCache.key("e", r) == ResponseCache.key("e", r)
         True
         >>> import dataclasses
-        >>> ResponseCache.key("e", r) == ResponseCache.key("e", dataclasses.replace(r, sample_index=1))
+        >>> r1 = dataclasses.replace(r, sample_index=1)
+        >>> ResponseCache.key("e", r) == ResponseCache.key("e", r1)
         False
         """
         return content_hash({"endpoint": endpoint, "request": request.key_fields()})
@@ -134,7 +135,12 @@ class ResponseCache:
             return None
         data: dict[str, Any] = json.loads(row[0])
         return ChatResponse(
-            **{f: data.get(f) for f in _RESPONSE_FIELDS},
+            text=str(data["text"]),
+            model=str(data["model"]),
+            finish_reason=data.get("finish_reason"),
+            prompt_tokens=data.get("prompt_tokens"),
+            completion_tokens=data.get("completion_tokens"),
+            latency_s=data.get("latency_s"),
             extra=data.get("extra") or {},
             cached=True,
         )

@@ -5,7 +5,8 @@ Backends (:mod:`~qdanalysis.llm.openai_compat`, :mod:`~qdanalysis.llm.hf_local`,
 :class:`~qdanalysis.errors.ProviderError`; :class:`ManagedClient` retries ``rate_limit`` and
 ``transient`` errors with jittered exponential backoff (honouring ``retry_after``), bounds each
 attempt's time, caps in-flight calls per endpoint, reads and writes the
-:class:`~qdanalysis.llm.cache.ResponseCache` and books a :class:`~qdanalysis.llm.ledger.UsageLedger`.
+:class:`~qdanalysis.llm.cache.ResponseCache` and books a
+:class:`~qdanalysis.llm.ledger.UsageLedger`.
 MoA runners (:mod:`qdanalysis.moa`) talk to it.
 """
 
@@ -65,7 +66,9 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
-            raise ConfigError(f"RetryPolicy.max_attempts: expected >= 1; got {self.max_attempts!r}.")
+            raise ConfigError(
+                f"RetryPolicy.max_attempts: expected >= 1; got {self.max_attempts!r}."
+            )
         if not 0 <= self.jitter <= 1:
             raise ConfigError(f"RetryPolicy.jitter: expected in [0, 1]; got {self.jitter!r}.")
         if self.base_delay_s < 0 or self.max_delay_s < 0:
@@ -134,9 +137,7 @@ class ManagedClient:
                 f"ManagedClient max_concurrency: expected >= 1; got {max_concurrency!r}."
             )
         if timeout_s is not None and timeout_s <= 0:
-            raise ConfigError(
-                f"ManagedClient timeout_s: expected > 0 or None; got {timeout_s!r}."
-            )
+            raise ConfigError(f"ManagedClient timeout_s: expected > 0 or None; got {timeout_s!r}.")
         self.client = client
         self.cache = cache
         self.max_concurrency = max_concurrency
@@ -208,7 +209,9 @@ class ManagedClient:
                 hit = self.cache.get(endpoint, r)
                 if hit is not None:
                     out[j] = hit
-                    self.ledger.record(CallRecord(endpoint=endpoint, model=r.model, status="cached"))
+                    self.ledger.record(
+                        CallRecord(endpoint=endpoint, model=r.model, status="cached")
+                    )
         missing = [j for j in range(n) if out[j] is None]
         if not missing:
             return [r for r in out if r is not None]
@@ -228,7 +231,9 @@ class ManagedClient:
         async def run_job(
             idx: list[int], fn: Callable[[], Awaitable[list[ChatResponse]]]
         ) -> list[ChatResponse]:
-            return await self._call(endpoint, reqs[idx[0]], len(idx), fn, reqs=[reqs[j] for j in idx])
+            return await self._call(
+                endpoint, reqs[idx[0]], len(idx), fn, reqs=[reqs[j] for j in idx]
+            )
 
         results = await asyncio.gather(*(run_job(i, f) for i, f in jobs), return_exceptions=True)
         first_error: BaseException | None = None
@@ -293,13 +298,21 @@ class ManagedClient:
                     )
                     logger.warning(
                         "%s %s: giving up after %d attempt(s): %s",
-                        endpoint, request.model, attempt, exc,
+                        endpoint,
+                        request.model,
+                        attempt,
+                        exc,
                     )
                     raise
                 delay = policy.delay_s(attempt, retry_after=exc.retry_after, rng=self._rng)
                 logger.info(
                     "%s %s: %s error (%s); retry %d in %.2f s",
-                    endpoint, request.model, exc.kind, exc, attempt, delay,
+                    endpoint,
+                    request.model,
+                    exc.kind,
+                    exc,
+                    attempt,
+                    delay,
                 )
                 if policy.wait and delay > 0:
                     await sleep(delay)

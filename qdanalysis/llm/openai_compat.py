@@ -157,7 +157,9 @@ class OpenAICompatClient:
         o = self._openai
         where = f"{self.endpoint}"
         if isinstance(exc, o.APITimeoutError):
-            return ProviderError(f"{where}: request timed out after {self.timeout_s} s", kind="transient")
+            return ProviderError(
+                f"{where}: request timed out after {self.timeout_s} s", kind="transient"
+            )
         if isinstance(exc, o.APIConnectionError):
             return ProviderError(
                 f"{where}: connection failed ({type(exc.__cause__ or exc).__name__}). Is the "
@@ -211,7 +213,9 @@ class OpenAICompatClient:
             raise self._map_error(exc) from None
         return completion, time.perf_counter() - start
 
-    def _responses(self, request: ChatRequest, completion: Any, latency: float) -> list[ChatResponse]:
+    def _responses(
+        self, request: ChatRequest, completion: Any, latency: float
+    ) -> list[ChatResponse]:
         choices = getattr(completion, "choices", None)
         if not choices:
             raise ProviderError(
@@ -266,13 +270,17 @@ class OpenAICompatClient:
             except ProviderError as exc:
                 if exc.kind != "fatal" or isinstance(exc, AuthError):
                     raise
-                logger.info("%s rejected n=%d (%s); drawing samples one by one", self.endpoint, n, exc)
+                logger.info(
+                    "%s rejected n=%d (%s); drawing samples one by one", self.endpoint, n, exc
+                )
                 self._n_supported = False
             else:
                 if len(got) < n:
                     logger.info(
                         "%s returned %d of n=%d choices; drawing the rest one by one",
-                        self.endpoint, len(got), n,
+                        self.endpoint,
+                        len(got),
+                        n,
                     )
                     self._n_supported = False
                 else:

@@ -83,7 +83,9 @@ def create_app(client: Any, *, model_name: str, faults: FaultSpec | None = None)
     async def models() -> dict[str, Any]:
         return {
             "object": "list",
-            "data": [{"id": model_name, "object": "model", "created": created, "owned_by": "local"}],
+            "data": [
+                {"id": model_name, "object": "model", "created": created, "owned_by": "local"}
+            ],
         }
 
     @app.post("/v1/chat/completions")
@@ -95,15 +97,20 @@ def create_app(client: Any, *, model_name: str, faults: FaultSpec | None = None)
             headers = {}
             if faults.retry_after is not None:
                 headers["Retry-After"] = str(faults.retry_after)
-            return error(faults.status, f"injected fault {call}/{faults.count}", "injected", **headers)
+            return error(
+                faults.status, f"injected fault {call}/{faults.count}", "injected", **headers
+            )
         if body.get("model") != model_name:
             return error(
-                404, f"model {body.get('model')!r} not found; this server has {model_name!r}",
+                404,
+                f"model {body.get('model')!r} not found; this server has {model_name!r}",
                 "not_found_error",
             )
         n = body.get("n") or 1
         if not isinstance(n, int) or n < 1 or n > 128:
-            return error(400, f"n: expected an integer in [1, 128]; got {n!r}", "invalid_request_error")
+            return error(
+                400, f"n: expected an integer in [1, 128]; got {n!r}", "invalid_request_error"
+            )
         stop = body.get("stop") or ()
         seed = body.get("seed")
         if seed is None:  # like hosted APIs: no seed, fresh randomness
@@ -178,7 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .hf_local import HFLocalClient
 
     client = HFLocalClient(
-        args.model, device=args.device, dtype=args.dtype, gguf_file=args.gguf_file,
+        args.model,
+        device=args.device,
+        dtype=args.dtype,
+        gguf_file=args.gguf_file,
         model_name=args.model_name,
     )
     client.warm_up()

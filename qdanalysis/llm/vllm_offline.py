@@ -158,9 +158,9 @@ class VLLMOfflineClient:
                         prompt_tokens=len(out.prompt_token_ids),
                         completion_tokens=len(o.token_ids),
                         latency_s=latency,
-                        extra={"n_batch": n, "engine_batch": len(items)} if n > 1 else {
-                            "engine_batch": len(items)
-                        },
+                        extra={"n_batch": n, "engine_batch": len(items)}
+                        if n > 1
+                        else {"engine_batch": len(items)},
                     )
                     for o in out.outputs
                 ]

@@ -78,8 +78,16 @@ def serve_model(
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT)}
     cmd = [
-        sys.executable, "-m", "qdanalysis.llm.server", "--model", str(model_dir),
-        "--host", "127.0.0.1", "--port", str(port), *extra_args,
+        sys.executable,
+        "-m",
+        "qdanalysis.llm.server",
+        "--model",
+        str(model_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *extra_args,
     ]
     proc = subprocess.Popen(
         cmd, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True

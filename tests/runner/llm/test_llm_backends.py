@@ -43,9 +43,7 @@ def chat_client(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Any, st
     if "http" in kind:
         from qdanalysis.llm.openai_compat import OpenAICompatClient
 
-        client: Any = OpenAICompatClient(
-            request.getfixturevalue("tiny_server"), api_key_env=None
-        )
+        client: Any = OpenAICompatClient(request.getfixturevalue("tiny_server"), api_key_env=None)
     else:
         client = request.getfixturevalue("tiny_client")
     if kind.startswith("managed"):
@@ -56,7 +54,13 @@ def chat_client(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Any, st
 
 
 def req(**kw: Any) -> ChatRequest:
-    base = {"model": "tiny-llama", "messages": MSGS, "max_tokens": 12, "temperature": 0.7, "seed": 3}
+    base = {
+        "model": "tiny-llama",
+        "messages": MSGS,
+        "max_tokens": 12,
+        "temperature": 0.7,
+        "seed": 3,
+    }
     return ChatRequest(**{**base, **kw})
 
 
@@ -186,8 +190,10 @@ def test_http_404_unknown_model_is_fatal() -> None:
 
     with fault_server() as url:
         with pytest.raises(ProviderError, match="not found") as info:
-            run_with(OpenAICompatClient(url, api_key_env=None), lambda c: c.complete(
-                fake_req(model="nope")))
+            run_with(
+                OpenAICompatClient(url, api_key_env=None),
+                lambda c: c.complete(fake_req(model="nope")),
+            )
     assert info.value.kind == "fatal"
     assert not isinstance(info.value, AuthError)
 
@@ -232,7 +238,7 @@ def test_api_key_never_leaks(
                 assert isinstance(info.value, AuthError)
                 assert "QDA_TEST_KEY" in str(info.value)
             managed = ManagedClient(client, cache=ResponseCache(cache_path))
-            run_with(managed, lambda c: c.complete(fake_req(sample_index=status)))
+            run_with(managed, lambda c, k=status: c.complete(fake_req(sample_index=k)))
             seen.append(repr(managed))
     text = "\n".join(seen) + caplog.text
     assert secret not in text

@@ -18,9 +18,7 @@ import pytest
 from qdanalysis.errors import ConfigError
 from qdanalysis.llm import ChatRequest, ChatResponse, ResponseCache
 
-REQ = ChatRequest(
-    model="m", messages=({"role": "user", "content": "q"},), temperature=0.7, seed=1
-)
+REQ = ChatRequest(model="m", messages=({"role": "user", "content": "q"},), temperature=0.7, seed=1)
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -57,8 +55,13 @@ def test_endpoint_is_in_the_key() -> None:
 
 def test_roundtrip_keeps_fields_and_marks_cached(tmp_path: Path) -> None:
     resp = ChatResponse(
-        text="t", model="m", finish_reason="length", prompt_tokens=3, completion_tokens=4,
-        latency_s=0.5, extra={"n_batch": 2},
+        text="t",
+        model="m",
+        finish_reason="length",
+        prompt_tokens=3,
+        completion_tokens=4,
+        latency_s=0.5,
+        extra={"n_batch": 2},
     )
     with ResponseCache(tmp_path / "c.sqlite") as cache:
         cache.put("e", REQ, resp)

@@ -116,7 +116,7 @@ def test_concurrency_cap_holds() -> None:
 def test_timeout_becomes_transient_and_is_retried() -> None:
     backend = FakeBackend(delay_s=5.0)
     client = ManagedClient(backend, timeout_s=0.02, retry=RetryPolicy(max_attempts=2))
-    with pytest.raises(ProviderError, match="within 0.02 s") as info:
+    with pytest.raises(ProviderError, match=r"within 0\.02 s") as info:
         run(client.complete(REQ))
     assert info.value.kind == "transient"
     assert len(backend.calls) == 2
