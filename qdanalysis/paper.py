@@ -88,7 +88,9 @@ def load_paper_table(name: str, *, directory: str | Path | None = None) -> pd.Da
     [2.558, 4.548, 4.719]
     """
     if name not in PAPER_TABLES:
-        raise ConfigError(f"load_paper_table: expected one of {sorted(PAPER_TABLES)}; got {name!r}.")
+        raise ConfigError(
+            f"load_paper_table: expected one of {sorted(PAPER_TABLES)}; got {name!r}."
+        )
     path = Path(directory or default_paper_dir()) / f"{PAPER_TABLES[name]}.csv"
     if not path.is_file():
         raise DataError(

@@ -45,6 +45,7 @@ __all__ = [
     "r2_table",
     "residual_frame",
     "run_method_table",
+    "sensitivity_long",
     "sensitivity_table",
     "sequential_vote_scores",
     "single_model_table",
@@ -842,3 +843,38 @@ def run_method_table(run: pd.DataFrame) -> pd.DataFrame:
         )
     out = pd.DataFrame(rows)
     return out.sort_values(["dataset", "accuracy"], ascending=[True, False]).reset_index(drop=True)
+
+
+def sensitivity_long(sensitivity: pd.DataFrame, *, z: float = 1.959964) -> pd.DataFrame:
+    """Reshape :func:`sensitivity_table` for :func:`~qdanalysis.plotting.forest_figure`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``dataset, variant`` (``"<quality label> × <diversity label> [<embedding>]"``),
+        ``term`` (``quality_z``/``diversity_z``), ``estimate``, ``ci_low``, ``ci_high``
+        (estimate ± z·SE, the plain-OLS Wald interval), ``r2``, ``is_paper``.
+    """
+    from .measures import label
+
+    rows = []
+    for r in sensitivity.itertuples(index=False):
+        emb = "" if r.embedding in ("default", "(answers)") else f" [{r.embedding}]"
+        name = f"{label(r.quality_measure)} × {label(r.diversity_measure)}{emb}"
+        for term, est, se in (
+            ("quality_z", r.alpha, r.alpha_se),
+            ("diversity_z", r.beta, r.beta_se),
+        ):
+            rows.append(
+                {
+                    "dataset": r.dataset,
+                    "variant": name,
+                    "term": term,
+                    "estimate": est,
+                    "ci_low": est - z * se,
+                    "ci_high": est + z * se,
+                    "r2": r.r2,
+                    "is_paper": r.is_paper,
+                }
+            )
+    return pd.DataFrame(rows)

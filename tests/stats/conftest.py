@@ -23,11 +23,12 @@ def small_outputs() -> pd.DataFrame:
     from qdanalysis.outputs import load_outputs
 
     df = load_outputs(
-        [ROOT / "data/cruxeval_i_codellama7b_samples.jsonl.gz", ROOT / "data/rereading_csqa.jsonl.gz"]
+        [
+            ROOT / "data/cruxeval_i_codellama7b_samples.jsonl.gz",
+            ROOT / "data/rereading_csqa.jsonl.gz",
+        ]
     )
-    keep = df.groupby("dataset")["question_id"].transform(
-        lambda s: s.isin(sorted(s.unique())[:40])
-    )
+    keep = df.groupby("dataset")["question_id"].transform(lambda s: s.isin(sorted(s.unique())[:40]))
     return df[keep].reset_index(drop=True)
 
 

@@ -121,7 +121,9 @@ def test_r2_table_single_predictor_is_squared_correlation(small_analysis):
     for ds, g in qd.groupby("dataset"):
         rho = np.corrcoef(g["quality"], g["performance"])[0, 1]
         assert r.loc[ds, "r2_quality_only"] == pytest.approx(rho**2)
-        assert r.loc[ds, "r2_full"] >= max(r.loc[ds, "r2_quality_only"], r.loc[ds, "r2_diversity_only"])
+        assert r.loc[ds, "r2_full"] >= max(
+            r.loc[ds, "r2_quality_only"], r.loc[ds, "r2_diversity_only"]
+        )
 
 
 def test_diagnostics_warns_on_collinear_predictors():
