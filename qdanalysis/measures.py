@@ -323,7 +323,7 @@ def measure_table(
     vendi_orders
         Vendi orders q of the per-question scores.
     pooled
-        Also compute :func:`pooled_vendi` per configuration (order 1).
+        Also compute the pooled Vendi Score per configuration (order 1, see Notes).
     tol
         Vendi eigenvalue tolerance.
     quality_source
@@ -345,10 +345,14 @@ def measure_table(
     Pairs missing a slot's output are left out of every measure (as in
     :func:`~qdanalysis.qdtable.measure_pairs`). **Assumptions**: the centre of the
     Centered-1/K-Norm is the lowest slot quality available in the dataset (lowest sample
-    accuracy for ``"slot"``, lowest model accuracy for ``"model"``); the pooled Vendi Score of
-    a configuration is the Vendi Score (q = 1) of all its n × Q proposer outputs over its valid
-    questions taken as one set, computed in the dual form — it mixes within-question and
-    between-question spread and lies on [1, min(nQ, d)], not [1, n].
+    accuracy for ``"slot"``, or lower when dropped pairs leave a slot's questions less
+    accurate; lowest model accuracy for ``"model"``); the pooled Vendi Score of
+    a configuration is the Vendi Score (q = 1) of its n slots under the question-averaged
+    similarity K̄ = (1/Q) Σ_q K_q (pool the kernels, then take one score) instead of the mean of
+    per-question scores; K̄ is PSD with a unit diagonal, so the score stays on [1, n]. (The
+    Vendi Score of all n × Q outputs as one set, :func:`pooled_vendi`, mixes in the spread
+    between questions and costs one d × d eigendecomposition per configuration; it is left out
+    of this table.)
     """
     from .outputs import add_proposer_column, proposer_rows
     from .performance import plurality_vote_scores
@@ -394,9 +398,12 @@ def measure_table(
             else:
                 slot_q = np.array([[float(type_acc[s.model]) for s in c.proposers] for c in group])
             out["quality_mean"] = 100 * slot_q.mean(axis=1)
+            # A slot's accuracy over a configuration's valid questions can dip below its
+            # sample's overall accuracy when pairs are dropped: the centre covers both.
+            c0 = min(center, float(slot_q.min()))
             for k in ks:
                 out[f"quality_knorm_k{k:g}"] = 100 * k_norm(slot_q, k=k)
-                out[f"quality_cknorm_k{k:g}"] = 100 * centered_k_norm(slot_q, k=k, center=center)
+                out[f"quality_cknorm_k{k:g}"] = 100 * centered_k_norm(slot_q, k=k, center=c0)
             # Per-question Gram slices, one stack for all valid pairs.
             ci, qi = np.nonzero(valid)
             grams = np.empty((ci.size, n, n))
@@ -425,11 +432,10 @@ def measure_table(
                 answer_entropy(codes.reshape(-1, n)).reshape(C, Q), valid
             )
             if pooled:
-                pv = np.empty(C)
-                for c in range(C):
-                    r = idx.rows[c][valid[c]].ravel()
-                    pv[c] = pooled_vendi(vecs[erow[r]], tol=tol)
-                out["diversity_pooled_vendi"] = pv
+                kbar = np.zeros((C, n, n))
+                np.add.at(kbar, ci, grams)
+                kbar /= np.maximum(valid.sum(axis=1), 1)[:, None, None]
+                out["diversity_pooled_vendi"] = vendi_score(kbar, q=1.0, tol=tol)
             tables.append(pd.DataFrame(out))
     return (
         pd.concat(tables, ignore_index=True)

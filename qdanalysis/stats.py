@@ -517,13 +517,10 @@ def sensitivity_table(
                         res, warns = _fit_quiet(df, RegressionSpec(cov_type=cov_type, ddof=ddof))
                     except DataError:
                         continue  # a measure without variance in this dataset
+                    # One predictor with an intercept: R² is the squared correlation.
                     if qc not in solo_q:
-                        solo_q[qc] = _fit_quiet(
-                            df, RegressionSpec(predictors=("quality",), ddof=ddof)
-                        )[0].stats["r2"]
-                    r2d = _fit_quiet(df, RegressionSpec(predictors=("diversity",), ddof=ddof))[
-                        0
-                    ].stats["r2"]
+                        solo_q[qc] = float(np.corrcoef(df["quality"], df["performance"])[0, 1] ** 2)
+                    r2d = float(np.corrcoef(df["diversity"], df["performance"])[0, 1] ** 2)
                     c = res.coefs.set_index("term")
                     w = compare_terms(res).iloc[0]
                     rows.append(
