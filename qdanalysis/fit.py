@@ -340,9 +340,12 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             fig = qd_scatter_figure(res.qd_table, width="double")
             written += save_figure(fig, "fig_qd_scatter", out_dir=out, provenance=prov)
             plt.close(fig)
-            fig, ax = figure(width="single", height=2.4)
-            plot_residuals(residual_frame(res.fits), ax=ax[0, 0])
-            ax[0, 0].legend(frameon=False, fontsize=6)
+            names = sorted(res.qd_table["dataset"].unique())
+            fig, ax = figure(width="double", height=2.0, ncols=len(names))
+            resid = residual_frame(res.fits)
+            for a, ds in zip(ax[0], names, strict=True):
+                plot_residuals(resid, dataset=ds, ax=a)
+                a.set_title(ds, fontsize=7)
             written += save_figure(fig, "fig_residuals", out_dir=out, provenance=prov)
             plt.close(fig)
     emb = res.embeddings
