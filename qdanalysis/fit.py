@@ -78,6 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="analyse only these datasets (default: all in the outputs)",
     )
     io.add_argument("--no-figures", action="store_true", help="write tables only")
+    io.add_argument(
+        "--format",
+        nargs="+",
+        choices=("csv", "md", "tex"),
+        default=["csv"],
+        dest="formats",
+        metavar="FMT",
+        help="table formats: csv, md (Markdown), tex (LaTeX booktabs); several allowed",
+    )
+    io.add_argument(
+        "--width",
+        choices=("single", "double"),
+        default="single",
+        help="width of the coefficient figure (single 3.3 in, double 6.9 in)",
+    )
     io.add_argument("--no-progress", action="store_true", help="no progress bars")
     cfg = p.add_argument_group("configurations")
     cfg.add_argument(
@@ -157,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--cov-type",
         default="nonrobust",
         choices=("nonrobust", "HC0", "HC1", "HC2", "HC3"),
-        help="OLS covariance (nonrobust is the paper's plain OLS)",
+        help="OLS covariance of coefficients.*; nonrobust is the paper's plain OLS. "
+        "uncertainty.* always lists nonrobust and HC3 (and this one) side by side",
     )
     reg.add_argument(
         "--ddof",
@@ -165,6 +181,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         choices=(0, 1),
         help="degrees of freedom of the z-scores' standard deviation",
+    )
+    reg.add_argument(
+        "--bootstrap",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N bootstrap replicates over questions (percentile CIs for alpha, beta, "
+        "alpha-beta, R2); 0 = off",
+    )
+    reg.add_argument(
+        "--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resampling"
+    )
+    reg.add_argument(
+        "--sensitivity",
+        action="store_true",
+        help="also refit under every quality measure (mean, K-Norm, Centered-1/K-Norm) and "
+        "diversity measure (Vendi q=0.5/1/2/inf, cosine distance, answer count and entropy, "
+        "pooled Vendi) and write sensitivity.*",
     )
     return p
 
@@ -235,9 +269,55 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     prov = Provenance(
         inputs=files, parameters=params, argv=list(argv) if argv is not None else sys.argv[1:]
     )
+    if args.bootstrap and args.bootstrap < 2:
+        raise ConfigError(f"--bootstrap: expected 0 (off) or at least 2; got {args.bootstrap!r}.")
+    from .stats import (
+        bootstrap_coefs,
+        diagnostics_table,
+        r2_table,
+        residual_frame,
+        uncertainty_table,
+    )
+
+    # Everything is computed before the first byte is written; artifacts are published together.
+    boot = None
+    if args.bootstrap:
+        boot = bootstrap_coefs(
+            res.pairs,
+            n_boot=args.bootstrap,
+            seed=args.bootstrap_seed,
+            ddof=args.ddof,
+            progress=not args.no_progress,
+        )
+        params = {**params, "bootstrap": boot.parameters}
+        prov = Provenance(inputs=prov.inputs, parameters=params, argv=prov.argv)
+    covs = list(dict.fromkeys(["nonrobust", "HC3", args.cov_type]))
+    unc = uncertainty_table(res.qd_table, cov_types=covs, bootstrap=boot, ddof=args.ddof)
+    r2 = r2_table(res.qd_table, ddof=args.ddof)
+    diag = diagnostics_table(res.qd_table)
+    sens = None
+    if args.sensitivity:
+        from .measures import measure_table
+        from .stats import sensitivity_table
+
+        sens = sensitivity_table(
+            measure_table(res, outputs, quality_source=args.quality),
+            cov_type=args.cov_type,
+            ddof=args.ddof,
+        )
+    fmts = list(dict.fromkeys(args.formats))
     with staged_dir(out) as stage:
         written = save_table(res.qd_table, "qd_table", out_dir=stage, provenance=prov)
-        written += save_table(res.coefficients, "coefficients", out_dir=stage, provenance=prov)
+        written += save_table(
+            res.coefficients, "coefficients", out_dir=stage, formats=fmts, provenance=prov
+        )
+        written += save_table(unc, "uncertainty", out_dir=stage, formats=fmts, provenance=prov)
+        written += save_table(r2, "r2", out_dir=stage, formats=fmts, provenance=prov)
+        written += save_table(diag, "diagnostics", out_dir=stage, formats=fmts, provenance=prov)
+        if boot is not None:
+            written += save_table(boot.draws, "bootstrap_draws", out_dir=stage, provenance=prov)
+        if sens is not None:
+            written += save_table(sens, "sensitivity", out_dir=stage, formats=fmts, provenance=prov)
         if not args.no_figures:
             import matplotlib as mpl
 
@@ -245,14 +325,32 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             import matplotlib.pyplot as plt
 
             from .paper import table4
-            from .plotting import coefficient_figure, paper_style, qd_scatter_figure
+            from .plotting import (
+                coefficient_figure,
+                figure,
+                forest_figure,
+                paper_style,
+                plot_residuals,
+                qd_scatter_figure,
+            )
 
             with paper_style():
-                fig = coefficient_figure(res.coefficients, reference=table4(), width="single")
+                fig = coefficient_figure(res.coefficients, reference=table4(), width=args.width)
                 written += save_figure(fig, "fig_coefficients", out_dir=stage, provenance=prov)
+                plt.close(fig)
+                fig = forest_figure(unc, width="double")
+                written += save_figure(fig, "fig_uncertainty", out_dir=stage, provenance=prov)
                 plt.close(fig)
                 fig = qd_scatter_figure(res.qd_table, width="double")
                 written += save_figure(fig, "fig_qd_scatter", out_dir=stage, provenance=prov)
+                plt.close(fig)
+                names = sorted(res.qd_table["dataset"].unique())
+                fig, ax = figure(width="double", height=2.0, ncols=len(names))
+                resid = residual_frame(res.fits)
+                for a, ds in zip(ax[0], names, strict=True):
+                    plot_residuals(resid, dataset=ds, ax=a)
+                    a.set_title(ds, fontsize=7)
+                written += save_figure(fig, "fig_residuals", out_dir=stage, provenance=prov)
                 plt.close(fig)
     written = [out / w.name for w in written]
     emb = res.embeddings

@@ -18,11 +18,17 @@ from .errors import ConfigError
 
 __all__ = [
     "COLUMN_WIDTHS",
+    "OKABE_ITO",
     "TERM_LABELS",
     "coefficient_figure",
+    "figure",
+    "forest_figure",
     "paper_style",
     "plot_coefficients",
+    "plot_forest",
     "plot_qd_scatter",
+    "plot_residuals",
+    "plot_scaling",
     "qd_scatter_figure",
 ]
 
@@ -248,3 +254,228 @@ def qd_scatter_figure(qd_table: pd.DataFrame, *, width: str | float = "double") 
     for a in axes.ravel()[len(ds) :]:
         a.set_visible(False)
     return fig
+
+
+#: The Okabe–Ito palette (colour-blind safe), black last.
+OKABE_ITO = (
+    "#0072B2",
+    "#E69F00",
+    "#009E73",
+    "#D55E00",
+    "#CC79A7",
+    "#56B4E9",
+    "#F0E442",
+    "#000000",
+)
+MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*")
+FOREST_TERMS = {
+    "quality_z": "α (quality)",
+    "diversity_z": "β (diversity)",
+    "quality_z - diversity_z": "α − β",
+}
+
+
+def _width(width: str | float) -> float:
+    if isinstance(width, str):
+        if width not in COLUMN_WIDTHS:
+            raise ConfigError(f"width: expected 'single', 'double' or inches; got {width!r}.")
+        return COLUMN_WIDTHS[width]
+    return float(width)
+
+
+def plot_forest(
+    table: pd.DataFrame,
+    *,
+    term: str = "quality_z",
+    group: str = "dataset",
+    variant: str = "method",
+    variant_order: Sequence[str] | None = None,
+    ax: Any = None,
+) -> Any:
+    """Forest plot of one term: rows are groups, variants (estimators, measures) side by side.
+
+    Parameters
+    ----------
+    table
+        Long table with ``<group>, <variant>, term, estimate, ci_low, ci_high`` (e.g.
+        :func:`qdanalysis.stats.uncertainty_table`).
+    term
+        The term drawn (``quality_z``, ``diversity_z`` or ``quality_z - diversity_z``).
+    group, variant
+        Row-block and within-block columns; each variant gets an Okabe–Ito colour and marker.
+    variant_order
+        Variants top to bottom within a block (default: order of appearance).
+    ax
+        Axes (default: current).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        One marker with a horizontal CI bar per (group, variant); a dashed line at zero.
+    """
+    ax = _ax(ax)
+    need = {group, variant, "term", "estimate", "ci_low", "ci_high"}
+    if not need <= set(table.columns):
+        raise ConfigError(
+            f"plot_forest: expected columns {sorted(need)}; got {list(table.columns)}."
+        )
+    t = table[table["term"] == term]
+    groups = list(dict.fromkeys(t[group].tolist()))
+    variants = list(variant_order or dict.fromkeys(t[variant].tolist()))
+    nv = len(variants)
+    offsets = np.linspace(0.3, -0.3, nv) if nv > 1 else np.zeros(1)
+    for vi, v in enumerate(variants):
+        sub = t[t[variant] == v]
+        ys, xs, lo, hi = [], [], [], []
+        for gi, g in enumerate(groups):
+            r = sub[sub[group] == g]
+            if r.empty:
+                continue
+            ys.append(len(groups) - 1 - gi + offsets[vi])
+            xs.append(float(r["estimate"].iloc[0]))
+            lo.append(float(r["ci_low"].iloc[0]))
+            hi.append(float(r["ci_high"].iloc[0]))
+        if not ys:
+            continue
+        x = np.asarray(xs)
+        color = OKABE_ITO[vi % len(OKABE_ITO)]
+        ax.errorbar(
+            x,
+            ys,
+            xerr=[x - np.asarray(lo), np.asarray(hi) - x],
+            fmt=MARKERS[vi % len(MARKERS)],
+            color=color,
+            ms=3.5,
+            capsize=1.5,
+            lw=0.9,
+            label=str(v),
+        )
+    ax.axvline(0, color="0.4", lw=0.6, ls="--")
+    ax.set_yticks(range(len(groups)))
+    ax.set_yticklabels(groups[::-1])
+    ax.set_ylim(-0.6, len(groups) - 0.4)
+    ax.set_title(FOREST_TERMS.get(term, term))
+    return ax
+
+
+def forest_figure(
+    table: pd.DataFrame,
+    *,
+    terms: Sequence[str] = ("quality_z", "diversity_z", "quality_z - diversity_z"),
+    group: str = "dataset",
+    variant: str = "method",
+    variant_order: Sequence[str] | None = None,
+    width: str | float = "double",
+    xlabel: str = "accuracy points per SD (95% CI)",
+) -> Any:
+    """One :func:`plot_forest` panel per term, sharing rows and a legend below."""
+    import matplotlib.pyplot as plt
+
+    n_groups = table[group].nunique()
+    fig, axes = plt.subplots(
+        1,
+        len(terms),
+        figsize=(_width(width), 0.8 + 0.42 * n_groups * max(1, table[variant].nunique() / 3)),
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
+    )
+    for a, term in zip(axes[0], terms, strict=True):
+        plot_forest(
+            table, term=term, group=group, variant=variant, variant_order=variant_order, ax=a
+        )
+        a.set_xlabel(xlabel if a is axes[0][len(terms) // 2] else "")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncol=min(len(labels), 4),
+        frameon=False,
+        handletextpad=0.3,
+        columnspacing=1.0,
+    )
+    return fig
+
+
+def plot_residuals(residuals: pd.DataFrame, *, dataset: str | None = None, ax: Any = None) -> Any:
+    """Residuals against fitted values (one dataset, or all in Okabe–Ito colours).
+
+    Parameters
+    ----------
+    residuals
+        :func:`qdanalysis.stats.residual_frame` output (``dataset, fitted, residual``).
+    dataset
+        Draw only this dataset.
+    ax
+        Axes (default: current).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        One point per configuration, a line at zero.
+    """
+    ax = _ax(ax)
+    r = residuals if dataset is None else residuals[residuals["dataset"] == dataset]
+    for i, (ds, g) in enumerate(r.groupby("dataset", sort=True)):
+        ax.scatter(
+            g["fitted"],
+            g["residual"],
+            s=6,
+            color=OKABE_ITO[i % len(OKABE_ITO)],
+            marker=MARKERS[i % len(MARKERS)],
+            linewidths=0,
+            alpha=0.8,
+            label=str(ds),
+        )
+    ax.axhline(0, color="0.4", lw=0.6, ls="--")
+    ax.set_xlabel("fitted performance (%)")
+    ax.set_ylabel("residual (points)")
+    return ax
+
+
+def plot_scaling(
+    curve: pd.DataFrame,
+    *,
+    x: str = "n_samples",
+    y: str = "accuracy",
+    hue: str = "method",
+    ax: Any = None,
+) -> Any:
+    """Accuracy against the number of samples, one line per method (Self-MoA-Seq scaling).
+
+    Parameters
+    ----------
+    curve
+        e.g. :func:`qdanalysis.stats.vote_scaling_curve` output; a ``std_error`` column adds
+        ±1 SE bands.
+    x, y, hue
+        Columns for the axes and the lines.
+    ax
+        Axes (default: current).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    ax = _ax(ax)
+    for i, (name, g) in enumerate(curve.groupby(hue, sort=True)):
+        g = g.sort_values(x)
+        color = OKABE_ITO[i % len(OKABE_ITO)]
+        ax.plot(g[x], g[y], marker=MARKERS[i % len(MARKERS)], ms=3, color=color, label=str(name))
+        if "std_error" in g.columns and g["std_error"].notna().any():
+            ax.fill_between(
+                g[x], g[y] - g["std_error"], g[y] + g["std_error"], color=color, alpha=0.15, lw=0
+            )
+    ax.set_xlabel("samples aggregated" if x == "n_samples" else x)
+    ax.set_ylabel("accuracy (%)" if y == "accuracy" else y)
+    return ax
+
+
+def figure(*, width: str | float = "single", height: float = 2.2, ncols: int = 1) -> Any:
+    """An empty constrained-layout figure at a column width: ``(fig, axes)``."""
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(
+        1, ncols, figsize=(_width(width), height), squeeze=False, layout="constrained"
+    )
