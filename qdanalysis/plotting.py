@@ -189,8 +189,20 @@ def coefficient_figure(
     n = coefs["dataset"].nunique() + (
         reference["dataset"].nunique() if reference is not None else 0
     )
-    fig, ax = plt.subplots(figsize=(w, 0.9 + 0.45 * n), layout="constrained")
+    fig, ax = plt.subplots(figsize=(w, 1.1 + 0.45 * n), layout="constrained")
     plot_coefficients(coefs, reference=reference, ax=ax)
+    # One legend under the axes, placed by the layout engine (no gap, no overlap).
+    handles, labels = ax.get_legend_handles_labels()
+    ax.get_legend().remove()
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncol=2,
+        frameon=False,
+        handletextpad=0.3,
+        columnspacing=0.8,
+    )
     if title:
         ax.set_title(title)
     return fig
