@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import logging
 import os
 import time
@@ -209,6 +210,12 @@ class OpenAICompatClient:
             completion = await self._client().chat.completions.create(**params)
         except self._openai.OpenAIError as exc:
             raise self._map_error(exc) from None
+        except json.JSONDecodeError as exc:  # the SDK lets a malformed 200 body through as is
+            raise ProviderError(
+                f"{self.endpoint}: expected a JSON chat completion; got a malformed body "
+                f"({exc.msg}, character {exc.pos}).",
+                kind="fatal",
+            ) from None
         return completion, time.perf_counter() - start
 
     def _responses(self, request: ChatRequest, completion: Any, latency: float) -> list[ChatResponse]:
