@@ -2,8 +2,8 @@
 
 Wraps :class:`openai.AsyncOpenAI` with the SDK's own retries off (``max_retries=0``): retries live
 once, in :class:`~qdanalysis.llm.managed.ManagedClient`. HTTP errors map to
-:class:`~qdanalysis.errors.ProviderError` kinds: 429 → ``rate_limit`` (``Retry-After`` parsed),
-408/409/5xx, timeouts and connection errors → ``transient``, 401/403 →
+:class:`~qdanalysis.errors.ProviderError` kinds: 429 → ``rate_limit``, 408/409/5xx, timeouts
+and connection errors → ``transient`` (``Retry-After`` parsed for both), 401/403 →
 :class:`~qdanalysis.errors.AuthError`, other 4xx and malformed responses → ``fatal``.
 
 The API key is read from the environment variable the caller names; it never appears in errors,
@@ -183,7 +183,11 @@ class OpenAICompatClient:
                     retry_after=parse_retry_after(exc.response.headers),
                 )
             if status >= 500 or status in (408, 409):
-                return ProviderError(f"{where}: HTTP {status}: {message}", kind="transient")
+                return ProviderError(
+                    f"{where}: HTTP {status}: {message}",
+                    kind="transient",
+                    retry_after=parse_retry_after(exc.response.headers),  # 503 sends it too
+                )
             return ProviderError(f"{where}: HTTP {status}: {message}", kind="fatal")
         return ProviderError(
             f"{where}: unexpected SDK error {type(exc).__name__}: {self._scrub(str(exc))[:500]}",
