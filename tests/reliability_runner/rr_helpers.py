@@ -11,8 +11,11 @@ import pandas as pd
 
 from qdanalysis.store import ROW_KEY
 
-#: Columns that legitimately differ between two runs of the same command.
-VOLATILE = ("latency_s", "created_at", "cached", "error")
+#: Columns that legitimately differ between two runs of the same command: timing, cache hits,
+#: messages of retried errors, and per-sample completion tokens, which an OpenAI-style server
+#: reports only per request, so they are known for a sample drawn alone and unknown for one
+#: drawn in an ``n`` batch (a resumed run re-batches what is left).
+VOLATILE = ("latency_s", "created_at", "cached", "error", "completion_tokens")
 
 _TAG = re.compile(r"\[sk:([0-9a-f]{16})\]")
 
