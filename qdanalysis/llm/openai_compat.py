@@ -210,16 +210,21 @@ class OpenAICompatClient:
             params["n"] = n
         logger.debug("POST %s/chat/completions model=%s n=%d", self.endpoint, request.model, n)
         start = time.perf_counter()
+        error: ProviderError | None = None
         try:
             completion = await self._client().chat.completions.create(**params)
         except self._openai.OpenAIError as exc:
-            raise self._map_error(exc) from None
+            error = self._map_error(exc)
         except json.JSONDecodeError as exc:  # the SDK lets a malformed 200 body through as is
-            raise ProviderError(
+            error = ProviderError(
                 f"{self.endpoint}: expected a JSON chat completion; got a malformed body "
                 f"({exc.msg}, character {exc.pos}).",
                 kind="fatal",
-            ) from None
+            )
+        if error is not None:
+            # Raised outside the handler, so no __context__ keeps the SDK error, whose message
+            # may quote the key (a server echoing the Authorization header); ours is scrubbed.
+            raise error
         return completion, time.perf_counter() - start
 
     def _responses(self, request: ChatRequest, completion: Any, latency: float) -> list[ChatResponse]:
