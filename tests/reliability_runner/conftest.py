@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,13 +42,3 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if len(board) > 1 or board["faults_injected"]:
         terminalreporter.write_sep("-", "runner reliability figures")
         terminalreporter.write_line(json.dumps(board, sort_keys=True, default=str))
-
-
-def write_questions(path: Path, n: int) -> Path:
-    """``n`` small math questions as a JSONL question file."""
-    with open(path, "w", encoding="utf-8") as fh:
-        for i in range(n):
-            fh.write(json.dumps({"dataset": "toy", "question_id": f"toy/{i}",
-                                 "question": f"What is {i} mod 4?", "reference": str(i % 4),
-                                 "task": "math"}) + "\n")
-    return path

@@ -65,3 +65,13 @@ def comparable(rows: list[dict[str, Any]]) -> pd.DataFrame:
     df = df[sorted(df.columns)]
     keys = [c for c in ROW_KEY if c in df.columns]
     return df.sort_values(keys, key=lambda s: s.astype(str)).reset_index(drop=True)
+
+
+def write_questions(path: Path, n: int) -> Path:
+    """``n`` small math questions as a JSONL question file."""
+    with open(path, "w", encoding="utf-8") as fh:
+        for i in range(n):
+            fh.write(json.dumps({"dataset": "toy", "question_id": f"toy/{i}",
+                                 "question": f"What is {i} mod 4?", "reference": str(i % 4),
+                                 "task": "math"}) + "\n")
+    return path

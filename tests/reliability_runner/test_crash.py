@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_questions
 from fault_server import FaultServer, fault_server
-from rr_helpers import comparable, finished_sample_keys, store_lines
+from rr_helpers import comparable, finished_sample_keys, store_lines, write_questions
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,9 +9,8 @@ import random
 from pathlib import Path
 
 import pytest
-from conftest import write_questions
 from fault_server import Arrival, fault_server, first_attempts
-from rr_helpers import comparable, store_lines
+from rr_helpers import comparable, store_lines, write_questions
 
 from qdanalysis import run as run_cli
 from qdanalysis.errors import ProviderError
