@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from qdanalysis.llm import managed
+
+# The suite's helper modules (fault_server, rr_helpers) import by their plain names.
+sys.path.insert(0, str(Path(__file__).parent))
 
 _FIGURES: dict[str, Any] = {"faults_injected": Counter()}
 
