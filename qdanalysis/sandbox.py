@@ -1,12 +1,16 @@
 """Run untrusted Python snippets in a limited subprocess (CRUXEval execution checks).
 
 Limits, all on by default: wall-clock timeout (the process group is killed), CPU seconds, address
-space (``RLIMIT_AS``), file size and process count; an empty environment (no secrets reach the
-child), a fresh temporary working directory that is deleted afterwards, isolated mode
-(``python -I``). Network: when unprivileged user namespaces work (``unshare -rn``), the child runs
-in its own empty network namespace; in addition an audit hook installed before the snippet runs
-refuses sockets and subprocesses. This is a compact guard for model-written benchmark code, not a
-security boundary against a determined attacker.
+space (``RLIMIT_AS``), file size (also bounding the captured stdout and stderr, which go to files,
+not pipes), no new processes (``RLIMIT_NPROC`` 0, which root ignores); an empty environment (no
+secrets reach the child), a fresh temporary working directory that is deleted afterwards,
+isolated mode (``python -I``). Network: when unprivileged user namespaces work (``unshare -rn``),
+the child runs in its own empty network namespace. In addition an audit hook installed before the
+snippet runs refuses sockets, subprocesses, forks, signals to other processes, ``ctypes``, and
+writes, removals and renames outside the working directory. Rlimits and the network namespace are
+kernel-enforced; the audit hook is an in-process guard that a determined attacker may evade. This
+is a compact guard for model-written benchmark code, not a security boundary: for hostile code
+add a container or a separate unprivileged user.
 
 Neighbours: :mod:`qdanalysis.tasks` uses :func:`run_python` for ``crux_mode="execute"``.
 """
@@ -20,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import typing
 from dataclasses import dataclass
 
 from .errors import ConfigError
@@ -27,14 +32,37 @@ from .errors import ConfigError
 __all__ = ["SandboxResult", "network_isolation_available", "run_python"]
 
 _PRELUDE = """\
-import sys
-def _qda_guard(event, args):
-    if event.startswith(("socket.", "subprocess.", "os.system", "os.exec", "os.posix_spawn",
-                         "os.fork", "os.forkpty", "pty.")):
+import os, sys
+def _qda_guard(event, args, _root=os.path.realpath(os.getcwd()), _os=os, _sys=sys,
+               _w=os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC):
+    def inside(p):
+        if isinstance(p, int):
+            return True  # an already open descriptor
+        try:
+            full = _os.path.realpath(_os.path.join(_root, _os.fsdecode(p)))
+        except (TypeError, ValueError):
+            return False
+        return full == _root or full.startswith(_root + _os.sep)
+    bad = event.startswith(("socket.", "subprocess.", "os.system", "os.exec", "os.posix_spawn",
+                            "os.spawn", "os.fork", "os.forkpty", "pty.", "ctypes.", "os.kill",
+                            "os.killpg", "os.setsid"))
+    bad = bad or (event == "import" and args[0] in ("_posixsubprocess", "_ctypes", "ctypes"))
+    if event == "open" and len(args) == 3:
+        path, mode, flags = args
+        writing = (bool(flags & _w) if isinstance(flags, int)
+                   else any(c in str(mode) for c in "wax+"))
+        bad = writing and not inside(path)
+    if event in ("os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.symlink", "os.link",
+                 "os.truncate", "os.chmod", "os.chown", "os.utime", "shutil.rmtree"):
+        bad = not all(inside(a) for a in args if isinstance(a, (str, bytes, _os.PathLike)))
+    if bad:
         raise PermissionError("sandbox: " + event + " is not allowed")
 sys.addaudithook(_qda_guard)
-del _qda_guard
+del _qda_guard, os, sys
 """
+
+_MAX_OUTPUT_MB = 4
+"""Most stdout or stderr read back from a snippet, in MiB (the rest is dropped)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,6 +104,9 @@ def _limits(cpu_s: int, memory_mb: int, max_file_mb: int) -> None:  # runs in th
     fsize = max_file_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    # No new processes or threads. Root (and CAP_SYS_RESOURCE) is exempt from RLIMIT_NPROC, so
+    # there only the audit hook and the wall-clock kill of the process group hold.
+    resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
 
 
 def run_python(
@@ -124,24 +155,39 @@ def run_python(
     if isolate_network and network_isolation_available():
         cmd = [shutil.which("unshare") or "unshare", "-rn", *cmd]
     cpu_s = max(1, int(timeout_s + 0.999))
-    with tempfile.TemporaryDirectory(prefix="qda-sandbox-") as cwd:
+    with (
+        tempfile.TemporaryDirectory(prefix="qda-sandbox-") as cwd,
+        tempfile.TemporaryFile() as out_f,
+        tempfile.TemporaryFile() as err_f,
+    ):
+        # Output goes to files, not pipes, so a snippet printing without end cannot fill this
+        # process's memory; the file-size limit also bounds them.
         proc = subprocess.Popen(
             cmd,
             cwd=cwd,
             env={},
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=functools.partial(_limits, cpu_s, memory_mb, max_file_mb),  # noqa: PLW1509
+            stdout=out_f,
+            stderr=err_f,
+            preexec_fn=functools.partial(_limits, cpu_s, memory_mb, max_file_mb),
         )
+        timed_out = False
         try:
-            out, err = proc.communicate(timeout=timeout_s)
+            proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
+            timed_out = True
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            out, err = proc.communicate()
-            return SandboxResult(returncode=None, stdout=out, stderr=err, timed_out=True)
-    return SandboxResult(returncode=proc.returncode, stdout=out, stderr=err, timed_out=False)
+            proc.wait()
+        out, err = _read_capped(out_f), _read_capped(err_f)
+    return SandboxResult(
+        returncode=None if timed_out else proc.returncode, stdout=out, stderr=err,
+        timed_out=timed_out,
+    )
+
+
+def _read_capped(fh: typing.IO[bytes]) -> str:
+    fh.seek(0)
+    return fh.read(_MAX_OUTPUT_MB * 1024 * 1024).decode("utf-8", errors="replace")

@@ -2,8 +2,8 @@
 
 Wraps :class:`openai.AsyncOpenAI` with the SDK's own retries off (``max_retries=0``): retries live
 once, in :class:`~qdanalysis.llm.managed.ManagedClient`. HTTP errors map to
-:class:`~qdanalysis.errors.ProviderError` kinds: 429 → ``rate_limit`` (``Retry-After`` parsed),
-408/409/5xx, timeouts and connection errors → ``transient``, 401/403 →
+:class:`~qdanalysis.errors.ProviderError` kinds: 429 → ``rate_limit``, 408/409/5xx, timeouts
+and connection errors → ``transient`` (``Retry-After`` parsed for both), 401/403 →
 :class:`~qdanalysis.errors.AuthError`, other 4xx and malformed responses → ``fatal``.
 
 The API key is read from the environment variable the caller names; it never appears in errors,
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import logging
 import os
 import time
@@ -184,7 +185,11 @@ class OpenAICompatClient:
                     retry_after=parse_retry_after(exc.response.headers),
                 )
             if status >= 500 or status in (408, 409):
-                return ProviderError(f"{where}: HTTP {status}: {message}", kind="transient")
+                return ProviderError(
+                    f"{where}: HTTP {status}: {message}",
+                    kind="transient",
+                    retry_after=parse_retry_after(exc.response.headers),  # 503 sends it too
+                )
             return ProviderError(f"{where}: HTTP {status}: {message}", kind="fatal")
         return ProviderError(
             f"{where}: unexpected SDK error {type(exc).__name__}: {self._scrub(str(exc))[:500]}",
@@ -207,10 +212,21 @@ class OpenAICompatClient:
             params["n"] = n
         logger.debug("POST %s/chat/completions model=%s n=%d", self.endpoint, request.model, n)
         start = time.perf_counter()
+        error: ProviderError | None = None
         try:
             completion = await self._client().chat.completions.create(**params)
         except self._openai.OpenAIError as exc:
-            raise self._map_error(exc) from None
+            error = self._map_error(exc)
+        except json.JSONDecodeError as exc:  # the SDK lets a malformed 200 body through as is
+            error = ProviderError(
+                f"{self.endpoint}: expected a JSON chat completion; got a malformed body "
+                f"({exc.msg}, character {exc.pos}).",
+                kind="fatal",
+            )
+        if error is not None:
+            # Raised outside the handler, so no __context__ keeps the SDK error, whose message
+            # may quote the key (a server echoing the Authorization header); ours is scrubbed.
+            raise error
         return completion, time.perf_counter() - start
 
     def _responses(

@@ -1,0 +1,1 @@
+"""Runner-side reliability tests (faults, crashes, load, secrets, sandbox)."""
