@@ -801,7 +801,8 @@ def run_method_table(run: pd.DataFrame) -> pd.DataFrame:
     """
     from .qdtable import aggregator_scores
 
-    if run.empty or "role" not in run.columns:
+    if run.empty or "role" not in run.columns or not (run["role"] == "aggregator").any():
+        # No aggregator rows (e.g. a run that only built its proposer pool): nothing to score.
         return pd.DataFrame(
             columns=[
                 "dataset",
