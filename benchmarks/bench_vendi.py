@@ -50,7 +50,7 @@ def run(*, quick: bool, repeats: int) -> list[Result]:
         K = random_grams(n_groups, n, seed=n)
         for q in orders:
             # The package loop is the slow side: fewer repeats where its time is large.
-            reps = repeats if n_groups * n <= 120_000 else max(1, repeats - 2)
+            reps = repeats if n <= 12 else max(1, repeats - 1)
             p, ref, ours = paired(
                 lambda K=K, q=q: _package_loop(K, q), lambda K=K, q=q: vendi_score(K, q=q), reps
             )
