@@ -183,6 +183,8 @@ class SentenceTransformerEmbedder:
             device = _check_device_name(device)
         self._requested_device = device
         self._device: str | None = None
+        if device not in ("auto", "cpu"):
+            self._device = resolve_device(device)  # an explicit accelerator fails fast
         self._st_model: Any = None
         self._load_lock = threading.Lock()
         self.batch_size = batch_size
