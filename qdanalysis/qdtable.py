@@ -320,11 +320,13 @@ def measure_pairs(
         if aggregator == "llm":
             n_missing += int((valid & np.isnan(perf)).sum())
         ci, qi = np.nonzero(keep)
+        # config_id hashes the spec's canonical JSON on every access: once per configuration.
+        ids = np.array([c.config_id for c in group], dtype=object)
         frames.append(
             pd.DataFrame(
                 {
                     "dataset": dataset,
-                    "config_id": [group[i].config_id for i in ci],
+                    "config_id": ids[ci].tolist(),
                     "question_id": idx.question_ids[qi],
                     "quality": quality[ci, qi],
                     "diversity": div[ci, qi],
