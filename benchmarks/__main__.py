@@ -43,7 +43,10 @@ def write_markdown(path: Path, results: list[Result], info: dict[str, str], extr
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        note = "; ".join(x for x in (r.memory, r.note) if x)
+        note = "; ".join(x for x in (r.memory, r.note) if x).replace("|", "\\|")
+        r = Result(
+            **{k: v.replace("|", "\\|") if isinstance(v, str) else v for k, v in r.row().items()}
+        )
         lines.append(
             f"| {r.benchmark} | {r.size} | {r.baseline} → {r.candidate} | "
             f"{_fmt_time(r.baseline_s)} | {_fmt_time(r.candidate_s)} | {_fmt_ratio(r)} | "
