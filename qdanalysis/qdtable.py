@@ -14,6 +14,7 @@ vectors), :mod:`qdanalysis.diversity` (Vendi), :mod:`qdanalysis.regression` (the
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -135,34 +136,56 @@ def _answer_codes(frame: pd.DataFrame) -> NDArray[np.int64]:
     return codes.astype(np.int64)
 
 
+#: Groups per eigenvalue call in :func:`_vendi_pairs`: bounds memory (~36 n² bytes per group
+#: for the stacked matrices) while keeping each call large enough to amortise its overhead.
+_VENDI_CHUNK = 65_536
+
+
 def _vendi_pairs(idx: SlotIndex, emb: Embeddings, *, q: float, tol: float) -> NDArray[np.float64]:
-    """Vendi Score of each valid pair, from one Gram block per question."""
+    """Vendi Score of each valid pair, from one Gram block per question.
+
+    Each question's Gram block ``E Eᵀ`` is computed once; every configuration's matrix is a
+    slice of it. Slices are stacked and scored in chunks of :data:`_VENDI_CHUNK` groups, on
+    CUDA when torch is already loaded and sees a GPU (never importing torch for it).
+    """
     frame = idx.frame
     erow = emb.rows_for(frame["output"].tolist())
     valid = idx.valid
     out = np.full(valid.shape, np.nan)
-    n = idx.rows.shape[2]
+    device = "auto" if "torch" in sys.modules else "cpu"
     by_q = frame.groupby("question_id", sort=False).indices
     blocks: list[NDArray[np.float64]] = []
     where: list[tuple[NDArray[np.int64], int]] = []
+    pending = 0
+
+    def flush() -> None:
+        K = np.concatenate(blocks, axis=0) if len(blocks) > 1 else blocks[0]
+        scores = vendi_score(K, q=q, tol=tol, device=device)
+        pos = 0
+        for cfg, qi in where:
+            out[cfg, qi] = scores[pos : pos + cfg.size]
+            pos += cfg.size
+        blocks.clear()
+        where.clear()
+
     local = np.empty(len(frame), dtype=np.int64)
+    vectors = emb.vectors
     for qi, qid in enumerate(idx.question_ids):
         cfg = np.flatnonzero(valid[:, qi])
         if cfg.size == 0:
             continue
         members = by_q[qid]
         local[members] = np.arange(members.size)
-        e = emb.vectors[erow[members]].astype(np.float64)
+        e = vectors[erow[members]].astype(np.float64)
         gram = e @ e.T
         blocks.append(slice_grams(gram, local[idx.rows[cfg, qi, :]]))
         where.append((cfg, qi))
+        pending += cfg.size
+        if pending >= _VENDI_CHUNK:
+            flush()
+            pending = 0
     if blocks:
-        K = np.concatenate(blocks, axis=0).reshape(-1, n, n)
-        scores = vendi_score(K, q=q, tol=tol)
-        pos = 0
-        for cfg, qi in where:
-            out[cfg, qi] = scores[pos : pos + cfg.size]
-            pos += cfg.size
+        flush()
     return out
 
 
@@ -297,11 +320,13 @@ def measure_pairs(
         if aggregator == "llm":
             n_missing += int((valid & np.isnan(perf)).sum())
         ci, qi = np.nonzero(keep)
+        # config_id hashes the spec's canonical JSON on every access: once per configuration.
+        ids = np.array([c.config_id for c in group], dtype=object)
         frames.append(
             pd.DataFrame(
                 {
                     "dataset": dataset,
-                    "config_id": [group[i].config_id for i in ci],
+                    "config_id": ids[ci].tolist(),
                     "question_id": idx.question_ids[qi],
                     "quality": quality[ci, qi],
                     "diversity": div[ci, qi],
