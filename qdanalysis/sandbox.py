@@ -18,6 +18,7 @@ Neighbours: :mod:`qdanalysis.tasks` uses :func:`run_python` for ``crux_mode="exe
 from __future__ import annotations
 
 import functools
+import math
 import os
 import shutil
 import signal
@@ -100,7 +101,8 @@ def _limits(cpu_s: int, memory_mb: int, max_file_mb: int) -> None:  # runs in th
     os.setsid()
     mem = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s))
+    # SIGXCPU at the soft limit, SIGKILL one second later at the hard one.
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
     fsize = max_file_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -154,7 +156,9 @@ def run_python(
     cmd = [sys.executable, "-I", "-c", _PRELUDE + code]
     if isolate_network and network_isolation_available():
         cmd = [shutil.which("unshare") or "unshare", "-rn", *cmd]
-    cpu_s = max(1, int(timeout_s + 0.999))
+    # The CPU limit backs up the wall clock (a busy loop on an idle machine uses CPU as fast as
+    # wall time): one second above it, so the wall-clock kill normally comes first.
+    cpu_s = max(1, math.ceil(timeout_s)) + 1
     with (
         tempfile.TemporaryDirectory(prefix="qda-sandbox-") as cwd,
         tempfile.TemporaryFile() as out_f,
@@ -182,6 +186,9 @@ def run_python(
                 pass
             proc.wait()
         out, err = _read_capped(out_f), _read_capped(err_f)
+    if proc.returncode in (-signal.SIGXCPU, -signal.SIGKILL) and not timed_out:
+        # Killed by the CPU-time limit: the snippet ran out of time all the same.
+        timed_out = True
     return SandboxResult(
         returncode=None if timed_out else proc.returncode, stdout=out, stderr=err,
         timed_out=timed_out,
