@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup demo test test-fast lint typecheck bench figures clean
+.PHONY: setup demo test test-fast lint typecheck bench bench-quick bench-gpu figures clean
 
 setup: $(VENV)/.installed
 
@@ -38,6 +38,12 @@ typecheck: setup
 
 bench: setup
 	$(PY) -m benchmarks
+
+bench-quick: setup
+	$(PY) -m benchmarks --quick
+
+bench-gpu: setup
+	$(PY) -m benchmarks.gpu_check
 
 clean:
 	rm -rf $(VENV) .pytest_cache data/cache
