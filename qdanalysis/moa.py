@@ -1149,7 +1149,8 @@ def method_label(spec: ConfigSpec) -> str:
         return base
     agg = spec.aggregator
     if agg.kind == "llm":
-        return f"{base}/llm:{agg.model}" + ("" if agg.prompt_id == "moa-v1" else f"({agg.prompt_id})")
+        suffix = "" if agg.prompt_id == "moa-v1" else f"({agg.prompt_id})"
+        return f"{base}/llm:{agg.model}{suffix}"
     return f"{base}/{agg.kind}"
 
 
@@ -1209,7 +1210,9 @@ def method_accuracy(outputs: Any) -> Any:
             "label": method_label(spec),
             "config_id": cid,
             "n_questions": n,
-            "accuracy": float(final["correct"].fillna(0).astype(float).mean()) if n else float("nan"),
+            "accuracy": (
+                float(final["correct"].fillna(0).astype(float).mean()) if n else float("nan")
+            ),
             "proposer_tokens": p_mean,
             "aggregator_tokens": a_mean,
             "tokens": p_mean + a_mean,

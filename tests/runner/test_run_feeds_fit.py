@@ -31,13 +31,21 @@ QUESTIONS = Path(__file__).resolve().parents[2] / "data" / "questions"
 
 MODELS = {"good": 80, "mid": 50, "bad": 20}  # percent of correct samples
 STYLES = {
-    "good": ["The answer follows from the usual purpose of the object.",
-             "Thinking about where this is normally found gives the choice."],
-    "mid": ["Maybe this one, it sounds plausible enough to me.",
-            "I am not sure but I would pick the common option here.",
-            "Guessing from the words in the question."],
-    "bad": ["Random pick.", "Bananas are yellow and so is the sun today.",
-            "Numbers: 17 42 99.", "Completely unrelated rambling about trains and weather."],
+    "good": [
+        "The answer follows from the usual purpose of the object.",
+        "Thinking about where this is normally found gives the choice.",
+    ],
+    "mid": [
+        "Maybe this one, it sounds plausible enough to me.",
+        "I am not sure but I would pick the common option here.",
+        "Guessing from the words in the question.",
+    ],
+    "bad": [
+        "Random pick.",
+        "Bananas are yellow and so is the sun today.",
+        "Numbers: 17 42 99.",
+        "Completely unrelated rambling about trains and weather.",
+    ],
 }
 N_SLOTS = 4
 LETTERS = "ABCDE"
@@ -92,44 +100,72 @@ def test_run_outputs_feed_fit_llm_aggregator(tmp_path):
     assert len(specs) >= 8
     store = RunStore(tmp_path / "run")
     client = ManagedClient(MockClient(responder=make_responder(refs)), seed=0)
-    summary = asyncio.run(run_experiment(questions, specs, client=client, store=store,
-                                         progress=False, max_tokens=64))
-    assert summary.n_errors == 0 and summary.n_failed_configs == 0
+    summary = asyncio.run(
+        run_experiment(questions, specs, client=client, store=store, progress=False, max_tokens=64)
+    )
+    assert summary.n_errors == 0
+    assert summary.n_failed_configs == 0
     outputs = store.write_outputs(tmp_path / "run" / "outputs.jsonl")
 
-    rc = fit_main(["--outputs", str(outputs), "--aggregator", "llm", "--out-dir",
-                   str(tmp_path / "fit"), "--no-figures", "--no-progress", "-q"])
+    rc = fit_main(
+        [
+            "--outputs",
+            str(outputs),
+            "--aggregator",
+            "llm",
+            "--out-dir",
+            str(tmp_path / "fit"),
+            "--no-figures",
+            "--no-progress",
+            "-q",
+        ]
+    )
     assert rc == 0
     table = pd.read_csv(tmp_path / "fit" / "qd_table.csv")
     assert len(table) == len(specs)
 
     # Independent recomputation from the JSONL rows.
     rows = [json.loads(line) for line in outputs.read_text().splitlines()]
-    prop = {(r["question_id"], r["model"], r["sample_index"]): r["correct"]
-            for r in rows if r["role"] == "proposer"}
+    prop = {
+        (r["question_id"], r["model"], r["sample_index"]): r["correct"]
+        for r in rows
+        if r["role"] == "proposer"
+    }
     expected = {}
     for spec in specs:
-        final = [r["correct"] for r in rows
-                 if r["role"] == "aggregator" and r["config_id"] == spec.config_id
-                 and r["is_final"]]
+        final = [
+            r["correct"]
+            for r in rows
+            if r["role"] == "aggregator" and r["config_id"] == spec.config_id and r["is_final"]
+        ]
         assert len(final) == len(questions)
-        quality = [prop[(q.question_id, s.model, s.sample_index)]
-                   for q in questions for s in spec.proposers]
-        expected[spec.config_id] = (100 * sum(final) / len(final),
-                                    100 * sum(quality) / len(quality))
-    got = {c: (p, q) for c, p, q in
-           zip(table["config_id"], table["performance"], table["quality"], strict=True)}
+        quality = [
+            prop[(q.question_id, s.model, s.sample_index)]
+            for q in questions
+            for s in spec.proposers
+        ]
+        expected[spec.config_id] = (
+            100 * sum(final) / len(final),
+            100 * sum(quality) / len(quality),
+        )
+    got = {
+        c: (p, q)
+        for c, p, q in zip(table["config_id"], table["performance"], table["quality"], strict=True)
+    }
     assert got.keys() == expected.keys()
     for cid, (perf, qual) in expected.items():
         assert got[cid][0] == pytest.approx(perf), cid
         assert got[cid][1] == pytest.approx(qual), cid
     # the mock makes the measures vary, so the fit has something to explain
-    assert table["performance"].nunique() > 3 and table["quality"].nunique() > 3
+    assert table["performance"].nunique() > 3
+    assert table["quality"].nunique() > 3
     assert table["diversity"].nunique() > 3
 
     # method_accuracy agrees with the fit's performance column
     acc = method_accuracy(outputs)
-    assert len(acc) == len(specs) and (acc["n_questions"] == len(questions)).all()
+    assert len(acc) == len(specs)
+    assert (acc["n_questions"] == len(questions)).all()
     for r in acc.itertuples():
         assert 100 * r.accuracy == pytest.approx(expected[r.config_id][0])
-        assert r.aggregator_tokens > 0 and r.proposer_tokens > 0
+        assert r.aggregator_tokens > 0
+        assert r.proposer_tokens > 0
