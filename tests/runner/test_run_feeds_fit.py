@@ -115,6 +115,8 @@ def test_run_outputs_feed_fit_llm_aggregator(tmp_path):
             "llm",
             "--out-dir",
             str(tmp_path / "fit"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
             "--no-figures",
             "--no-progress",
             "-q",
