@@ -1129,3 +1129,97 @@ def method_configs(
 
 __all__ += ["method_configs"]
 _ = (math, _USC_RE)
+
+
+def method_label(spec: ConfigSpec) -> str:
+    """A short human label of a configuration, e.g. ``self_moa[smollm2x6]/llm:smollm2``.
+
+    Examples
+    --------
+    >>> c = method_configs("single", proposers=["m"], aggregator=None)[0]
+    >>> method_label(c)
+    'single[mx1]'
+    """
+    counts = Counter(s.model for s in spec.proposers)
+    who = "+".join(f"{m}x{n}" for m, n in counts.items())
+    base = f"{spec.method}[{who}]"
+    if spec.method == "self_moa_seq":
+        base += f"(w={spec.window},k={spec.repeats})"
+    if spec.method == "single" and spec.n_proposers == 1:
+        return base
+    agg = spec.aggregator
+    if agg.kind == "llm":
+        suffix = "" if agg.prompt_id == "moa-v1" else f"({agg.prompt_id})"
+        return f"{base}/llm:{agg.model}{suffix}"
+    return f"{base}/{agg.kind}"
+
+
+def method_accuracy(outputs: Any) -> Any:
+    """Per-configuration accuracy and cost of a run's outputs table.
+
+    Parameters
+    ----------
+    outputs
+        The run's rows: a pandas DataFrame (e.g. :func:`qdanalysis.outputs.load_outputs`) or
+        a path to ``outputs.jsonl``. Only ``status == "ok"`` rows count.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per ``config_id``: ``method``, ``label`` (:func:`method_label`), ``config_id``,
+        ``n_questions`` (questions with a final aggregator row), ``accuracy`` (mean of the
+        final aggregator rows' ``correct``; an unextracted answer counts as wrong),
+        ``proposer_tokens`` and ``aggregator_tokens`` (mean completion tokens per question of
+        the configuration's proposer samples and of all its aggregator steps), ``tokens``
+        (their sum), ``aggregator_latency_s`` (mean per question, all steps). Sorted by
+        accuracy, best first. Proposer samples are shared between configurations, so the
+        per-configuration tokens are what the method would cost run alone.
+    """
+    import pandas as pd
+
+    df = pd.read_json(outputs, lines=True) if not isinstance(outputs, pd.DataFrame) else outputs
+    if "status" in df.columns:
+        df = df[df["status"].isna() | (df["status"] == "ok")]
+    cols = ["method", "label", "config_id", "n_questions", "accuracy", "proposer_tokens",
+            "aggregator_tokens", "tokens", "aggregator_latency_s"]
+    agg = df[df["role"] == "aggregator"]
+    if agg.empty:
+        return pd.DataFrame(columns=cols)
+    prop = df[(df["role"] == "proposer") & (df["layer"].fillna(0) == 0)]
+    ptok = {
+        (r.dataset, r.question_id, r.model, int(r.sample_index)): float(r.completion_tokens or 0)
+        for r in prop.itertuples()
+    }
+    out = []
+    for cid, rows in agg.groupby("config_id", sort=False):
+        spec = ConfigSpec.from_json(rows["config"].iloc[0])
+        final = rows[rows["is_final"].fillna(False).astype(bool)]
+        qs = list(dict.fromkeys(zip(final["dataset"], final["question_id"], strict=True)))
+        p_tokens = [
+            sum(ptok.get((d, qid, s.model, s.sample_index), 0.0) for s in spec.proposers)
+            for d, qid in qs
+        ]
+        per_q = rows.groupby(["dataset", "question_id"])
+        a_tokens = per_q["completion_tokens"].sum(min_count=1).fillna(0)
+        a_lat = per_q["latency_s"].sum(min_count=1).fillna(0)
+        n = len(qs)
+        p_mean = sum(p_tokens) / n if n else float("nan")
+        a_mean = float(a_tokens.mean()) if n else float("nan")
+        out.append({
+            "method": spec.method,
+            "label": method_label(spec),
+            "config_id": cid,
+            "n_questions": n,
+            "accuracy": (
+                float(final["correct"].fillna(0).astype(float).mean()) if n else float("nan")
+            ),
+            "proposer_tokens": p_mean,
+            "aggregator_tokens": a_mean,
+            "tokens": p_mean + a_mean,
+            "aggregator_latency_s": float(a_lat.mean()) if n else float("nan"),
+        })
+    res = pd.DataFrame(out, columns=cols)
+    return res.sort_values(["accuracy", "label"], ascending=[False, True]).reset_index(drop=True)
+
+
+__all__ += ["method_accuracy", "method_label"]

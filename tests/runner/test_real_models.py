@@ -1,6 +1,7 @@
 """MoA runs on real transformers models: the tiny random Llama (fast), SmolLM2 (slow)."""
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -44,16 +45,23 @@ def _check_run(tmp_path, client, questions, models, counter):
 
 
 class Counting:
-    def __init__(self, inner):
+    """Counts calls; ``served`` renames every request's model (a server serving one model name
+    answers 404 for the others, so two proposer names share one server this way)."""
+
+    def __init__(self, inner, served=None):
         self.inner, self.endpoint, self.n, self.supports_n = inner, inner.endpoint, 0, True
+        self.served = served
+
+    def _req(self, request):
+        return request if self.served is None else dataclasses.replace(request, model=self.served)
 
     async def complete(self, request):
         self.n += 1
-        return await self.inner.complete(request)
+        return await self.inner.complete(self._req(request))
 
     async def complete_n(self, request, n):
         self.n += 1
-        return await self.inner.complete_n(request, n)
+        return await self.inner.complete_n(self._req(request), n)
 
 
 def test_tiny_llama_in_process(tmp_path, tiny_llama_dir):
@@ -79,7 +87,7 @@ def test_smollm2_in_process_and_over_http(tmp_path):
     _check_run(tmp_path / "inproc", ManagedClient(ModelRouter({"*": backend})), qs,
                ["smollm2", "smollm2-b"], lambda: backend.n)
     with serve_model(path, extra_args=["--model-name", "smollm2"]) as url:
-        http = Counting(OpenAICompatClient(url, api_key_env=None))
+        http = Counting(OpenAICompatClient(url, api_key_env=None), served="smollm2")
         df = _check_run(tmp_path / "http", ManagedClient(ModelRouter({"*": http})), qs,
                         ["smollm2", "smollm2-b"], lambda: http.n)
     assert (df.status == "ok").all()
