@@ -26,6 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
+from ._device import resolve_device
 from ._hashing import file_sha256, text_sha256
 from ._optional import require
 from .errors import ConfigError, DataError, DataWarning
@@ -62,33 +63,6 @@ class Embedder(Protocol):
     def token_counts(self, texts: Sequence[str]) -> NDArray[np.int64]:
         """Return the token count (with special tokens) of each text, untruncated."""
         ...
-
-
-def resolve_device(device: str = "auto") -> str:
-    """Pick ``cuda``, then ``mps``, then ``cpu`` for ``"auto"``; check any other value.
-
-    Raises
-    ------
-    ConfigError
-        If ``device`` names an unavailable accelerator.
-    """
-    torch = require("torch", extra="embed", purpose="embeddings")
-    if device == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return "mps"
-        return "cpu"
-    base = device.split(":")[0]
-    if base == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            f"device: expected an available device; got {device!r} but CUDA is "
-            "not available. Use --device auto or cpu."
-        )
-    if base not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"device: expected 'auto', 'cpu', 'cuda[:N]' or 'mps'; got {device!r}.")
-    return device
 
 
 def _check_device_name(device: str) -> str:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .._device import resolve_device
 from .._hashing import content_hash
 from .._optional import require
 from ..errors import ConfigError, ProviderError
@@ -41,16 +42,8 @@ def sampling_seed(request: ChatRequest) -> int:
 
 
 def pick_device(device: str = "auto") -> str:
-    """Resolve ``"auto"`` to ``"cuda"``, ``"mps"`` or ``"cpu"``; pass other names through."""
-    if device != "auto":
-        return device
-    torch = require("torch", extra="llm", purpose="local generation")
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
+    """Resolve ``"auto"`` to ``"cuda"``, ``"mps"`` or ``"cpu"``; check any other device name."""
+    return resolve_device(device, extra="llm", purpose="local generation")
 
 
 def _fingerprint(path: Path, gguf_file: str | None) -> str:
