@@ -40,6 +40,7 @@ def __getattr__(name: str) -> object:
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
+
 __all__ = [
     "OUTPUTS_SCHEMA",
     "AuthError",

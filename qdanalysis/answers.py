@@ -308,8 +308,10 @@ def check_answer(
 
     Examples
     --------
-    >>> check_answer("18", "18.0", family="math"), check_answer("0.5", "\\\\frac{1}{2}", family="math")
-    (1.0, 1.0)
+    >>> check_answer("18", "18.0", family="math")
+    1.0
+    >>> check_answer("0.5", "\\\\frac{1}{2}", family="math")
+    1.0
     >>> check_answer("B", "A", family="multiple_choice")
     0.0
     """

@@ -247,7 +247,11 @@ class _Context:
         score = parse_judgement(resp.text)
         return (
             Graded(answer=None, answer_key=None, correct=score or 0.0, extraction=None),
-            {"judge_model": self.judge_model, "judge_output": resp.text, "judge_parsed": score is not None},
+            {
+                "judge_model": self.judge_model,
+                "judge_output": resp.text,
+                "judge_parsed": score is not None,
+            },
         )
 
 
@@ -272,12 +276,16 @@ async def _generate(
     response: ChatResponse | None = None,
 ) -> dict[str, Any]:
     """Call the model (unless ``response`` is given), grade, build and save one row."""
-    row = _base_row(q) | {
-        "model": request.model,
-        "temperature": request.temperature,
-        "sample_index": request.sample_index,
-        "seed": request.seed,
-    } | fields
+    row = (
+        _base_row(q)
+        | {
+            "model": request.model,
+            "temperature": request.temperature,
+            "sample_index": request.sample_index,
+            "seed": request.seed,
+        }
+        | fields
+    )
     try:
         if response is None:
             response = await ctx.client.complete(request)
@@ -520,7 +528,9 @@ def _agg_key(q: Question, spec: ConfigSpec, model: str, step: int) -> RowKey:
     return (q.dataset, q.question_id, model, 0, spec.config_id, "aggregator", spec.layers, step)
 
 
-def _agg_fields(spec: ConfigSpec, step: int, is_final: bool, shown: Sequence[str]) -> dict[str, Any]:
+def _agg_fields(
+    spec: ConfigSpec, step: int, is_final: bool, shown: Sequence[str]
+) -> dict[str, Any]:
     return {
         "role": "aggregator",
         "layer": spec.layers,
@@ -660,7 +670,9 @@ async def run_config(
     agg_model = (
         agg.model
         if agg.kind == "llm" and spec.method != "single"
-        else spec.proposers[0].model if spec.method == "single" else agg.kind
+        else spec.proposers[0].model
+        if spec.method == "single"
+        else agg.kind
     )
     assert_model = agg_model or agg.kind
     failed = [r for r in rows if r["status"] != "ok"]
@@ -668,7 +680,7 @@ async def run_config(
         final_key = _agg_key(question, spec, assert_model, 0)
         existing = ctx.existing(final_key)
         if existing is not None:
-            return MoAResult(final=existing, rows=tuple(pool) + (existing,))
+            return MoAResult(final=existing, rows=(*pool, existing))
         err = f"proposer(s) failed: {', '.join(_tag(r) for r in failed)}"
         row = _failed_row(question, spec, assert_model, 0, [_tag(r) for r in rows], err)
         ctx.save([row])
@@ -682,8 +694,14 @@ async def run_config(
         r = rows[0]
         key = _agg_key(question, spec, assert_model, 0)
         final = ctx.existing(key) or _offline_row(
-            question, spec, assert_model, [_tag(r)], output=r["output"], answer=r["answer"],
-            key=r["answer_key"], correct=float(r["correct"]),
+            question,
+            spec,
+            assert_model,
+            [_tag(r)],
+            output=r["output"],
+            answer=r["answer"],
+            key=r["answer_key"],
+            correct=float(r["correct"]),
         )
         if ctx.existing(key) is None:
             ctx.save([final])
@@ -698,8 +716,14 @@ async def run_config(
                 best = max(rows, key=lambda r: float(r["correct"]))
                 ans, akey, corr = best["answer"], best["answer_key"], float(best["correct"])
             final = _offline_row(
-                question, spec, agg.kind, [_tag(r) for r in rows], output=ans or "", answer=ans,
-                key=akey, correct=corr,
+                question,
+                spec,
+                agg.kind,
+                [_tag(r) for r in rows],
+                output=ans or "",
+                answer=ans,
+                key=akey,
+                correct=corr,
             )
             ctx.save([final])
         return MoAResult(final=final, rows=(*pool, final))
@@ -722,20 +746,41 @@ async def run_config(
         shown = [_tag(r) for r in rows]
         msgs = tuple(prompts.inject_references(base_messages, refs, style=style))
 
-        async def one(slot: ProposerSlot, layer: int = layer, msgs: Any = msgs,
-                      shown: list[str] = shown, n_think: int = n_think) -> dict[str, Any]:
+        async def one(
+            slot: ProposerSlot,
+            layer: int = layer,
+            msgs: Any = msgs,
+            shown: list[str] = shown,
+            n_think: int = n_think,
+        ) -> dict[str, Any]:
             temp = ctx.default_temperature if slot.temperature is None else slot.temperature
             req = ChatRequest(
-                model=slot.model, messages=msgs, temperature=temp, max_tokens=ctx.max_tokens,
+                model=slot.model,
+                messages=msgs,
+                temperature=temp,
+                max_tokens=ctx.max_tokens,
                 seed=_seed_for(ctx.seed, spec.config_id, question.question_id, layer),
                 sample_index=slot.sample_index,
             )
-            key = (question.dataset, question.question_id, slot.model, slot.sample_index,
-                   spec.config_id, "proposer", layer, None)
+            key = (
+                question.dataset,
+                question.question_id,
+                slot.model,
+                slot.sample_index,
+                spec.config_id,
+                "proposer",
+                layer,
+                None,
+            )
             fields = {
-                "role": "proposer", "layer": layer, "config_id": spec.config_id,
-                "config": spec.to_json(), "step": None, "prompt_id": agg.prompt_id,
-                "n_references": len(shown), "shown": json.dumps(shown),
+                "role": "proposer",
+                "layer": layer,
+                "config_id": spec.config_id,
+                "config": spec.to_json(),
+                "step": None,
+                "prompt_id": agg.prompt_id,
+                "n_references": len(shown),
+                "shown": json.dumps(shown),
                 "n_think_stripped": n_think,
             }
             return await ctx.once(key, lambda: _generate(ctx, question, req, fields))
@@ -761,7 +806,9 @@ async def run_config(
         else:
             msgs = tuple(prompts.inject_references(base_messages, items, style=style))
         req = ChatRequest(
-            model=assert_model, messages=msgs, temperature=agg.temperature,
+            model=assert_model,
+            messages=msgs,
+            temperature=agg.temperature,
             max_tokens=ctx.max_tokens,
             seed=_seed_for(ctx.seed, spec.config_id, question.question_id, "agg", step),
             sample_index=0,
@@ -859,7 +906,9 @@ async def mixed_moa(
         else:
             slots.append(p)
     spec = ConfigSpec(
-        method="mixed_moa", proposers=tuple(slots), aggregator=_llm_agg(aggregator, prompt_style),
+        method="mixed_moa",
+        proposers=tuple(slots),
+        aggregator=_llm_agg(aggregator, prompt_style),
         layers=layers,
     )
     return await run_config(question, spec, client=client, **kwargs)
@@ -926,9 +975,15 @@ async def usc(
     client: ChatClient,
     **kwargs: Any,
 ) -> MoAResult:
-    """Universal Self-Consistency: the aggregator picks the most consistent response (our prompt)."""
+    """Universal Self-Consistency: the aggregator picks the most consistent response.
+
+    The prompt is ours (the paper's USC prompt was not published)."""
     return await mixed_moa(
-        question, proposers=proposers, aggregator=aggregator, client=client, prompt_style="usc",
+        question,
+        proposers=proposers,
+        aggregator=aggregator,
+        client=client,
+        prompt_style="usc",
         **kwargs,
     )
 
@@ -990,9 +1045,15 @@ async def run_experiment(
 
     t0 = time.perf_counter()
     ctx = _Context(
-        client=client, store=store, seed=seed, max_tokens=max_tokens,
-        on_proposer_error=on_proposer_error, judge_model=judge_model, tasks=tasks,
-        copies_first=copies_first, default_temperature=default_temperature,
+        client=client,
+        store=store,
+        seed=seed,
+        max_tokens=max_tokens,
+        on_proposer_error=on_proposer_error,
+        judge_model=judge_model,
+        tasks=tasks,
+        copies_first=copies_first,
+        default_temperature=default_temperature,
     )
     for q in questions:
         ctx.task(q)
@@ -1012,7 +1073,9 @@ async def run_experiment(
     n_pool = len(questions) * len(temps)
     n_agg = 0 if pool_only else len(questions) * len(configs)
     bar = tqdm(total=n_pool + n_agg, disable=not progress, desc="run", unit="row", leave=False)
-    ctx.on_row = lambda r: bar.update(1) if r.get("role") == "proposer" and r.get("layer") == 0 else None
+    ctx.on_row = lambda r: (
+        bar.update(1) if r.get("role") == "proposer" and r.get("layer") == 0 else None
+    )
     done_before = sum(
         1 for q in questions for (m, k) in temps if ctx.existing(_pool_key(q, m, k)) is not None
     )
@@ -1078,6 +1141,7 @@ def method_configs(
     >>> [c.method for c in method_configs("single", proposers=["a", "b"], aggregator=None)]
     ['single', 'single']
     """
+
     def agg(style: str = prompt_style) -> AggregatorSpec:
         if aggregator is None:
             raise ConfigError(f"--method {method}: expected --aggregator MODEL; got none.")
@@ -1085,8 +1149,9 @@ def method_configs(
         return dataclasses.replace(spec, temperature=aggregator_temperature)
 
     def samples(m: str) -> tuple[ProposerSlot, ...]:
-        return tuple(ProposerSlot(model=m, sample_index=k, temperature=temperature)
-                     for k in range(n_samples))
+        return tuple(
+            ProposerSlot(model=m, sample_index=k, temperature=temperature) for k in range(n_samples)
+        )
 
     if not proposers:
         raise ConfigError(f"--method {method}: expected --proposers m1,m2,...; got none.")
@@ -1096,20 +1161,37 @@ def method_configs(
         for p in proposers:
             slots.append(ProposerSlot(model=p, sample_index=seen[p], temperature=temperature))
             seen[p] += 1
-        return [ConfigSpec(method="mixed_moa", proposers=tuple(slots), aggregator=agg(),
-                           layers=layers)]
+        return [
+            ConfigSpec(method="mixed_moa", proposers=tuple(slots), aggregator=agg(), layers=layers)
+        ]
     if method == "self_moa":
-        return [ConfigSpec(method="self_moa", proposers=samples(m), aggregator=agg())
-                for m in dict.fromkeys(proposers)]
+        return [
+            ConfigSpec(method="self_moa", proposers=samples(m), aggregator=agg())
+            for m in dict.fromkeys(proposers)
+        ]
     if method == "self_moa_seq":
-        return [ConfigSpec(method="self_moa_seq", proposers=samples(m), aggregator=agg(),
-                           window=window, repeats=repeats) for m in dict.fromkeys(proposers)]
+        return [
+            ConfigSpec(
+                method="self_moa_seq",
+                proposers=samples(m),
+                aggregator=agg(),
+                window=window,
+                repeats=repeats,
+            )
+            for m in dict.fromkeys(proposers)
+        ]
     if method == "single":
-        return [ConfigSpec(method="single",
-                           proposers=(ProposerSlot(model=m, sample_index=0, temperature=temperature),))
-                for m in dict.fromkeys(proposers)]
+        return [
+            ConfigSpec(
+                method="single",
+                proposers=(ProposerSlot(model=m, sample_index=0, temperature=temperature),),
+            )
+            for m in dict.fromkeys(proposers)
+        ]
     if method == "plurality":
-        out = [ConfigSpec(method="self_moa", proposers=samples(m)) for m in dict.fromkeys(proposers)]
+        out = [
+            ConfigSpec(method="self_moa", proposers=samples(m)) for m in dict.fromkeys(proposers)
+        ]
         if len(set(proposers)) > 1:
             seen = Counter()
             slots = []
@@ -1119,8 +1201,10 @@ def method_configs(
             out.append(ConfigSpec(method="mixed_moa", proposers=tuple(slots)))
         return out
     if method == "usc":
-        return [ConfigSpec(method="self_moa", proposers=samples(m), aggregator=agg("usc"))
-                for m in dict.fromkeys(proposers)]
+        return [
+            ConfigSpec(method="self_moa", proposers=samples(m), aggregator=agg("usc"))
+            for m in dict.fromkeys(proposers)
+        ]
     raise ConfigError(
         "--method: expected one of mixed_moa, self_moa, self_moa_seq, single, plurality, usc; "
         f"got {method!r}."
@@ -1180,8 +1264,17 @@ def method_accuracy(outputs: Any) -> Any:
     df = pd.read_json(outputs, lines=True) if not isinstance(outputs, pd.DataFrame) else outputs
     if "status" in df.columns:
         df = df[df["status"].isna() | (df["status"] == "ok")]
-    cols = ["method", "label", "config_id", "n_questions", "accuracy", "proposer_tokens",
-            "aggregator_tokens", "tokens", "aggregator_latency_s"]
+    cols = [
+        "method",
+        "label",
+        "config_id",
+        "n_questions",
+        "accuracy",
+        "proposer_tokens",
+        "aggregator_tokens",
+        "tokens",
+        "aggregator_latency_s",
+    ]
     agg = df[df["role"] == "aggregator"]
     if agg.empty:
         return pd.DataFrame(columns=cols)
@@ -1205,19 +1298,21 @@ def method_accuracy(outputs: Any) -> Any:
         n = len(qs)
         p_mean = sum(p_tokens) / n if n else float("nan")
         a_mean = float(a_tokens.mean()) if n else float("nan")
-        out.append({
-            "method": spec.method,
-            "label": method_label(spec),
-            "config_id": cid,
-            "n_questions": n,
-            "accuracy": (
-                float(final["correct"].fillna(0).astype(float).mean()) if n else float("nan")
-            ),
-            "proposer_tokens": p_mean,
-            "aggregator_tokens": a_mean,
-            "tokens": p_mean + a_mean,
-            "aggregator_latency_s": float(a_lat.mean()) if n else float("nan"),
-        })
+        out.append(
+            {
+                "method": spec.method,
+                "label": method_label(spec),
+                "config_id": cid,
+                "n_questions": n,
+                "accuracy": (
+                    float(final["correct"].fillna(0).astype(float).mean()) if n else float("nan")
+                ),
+                "proposer_tokens": p_mean,
+                "aggregator_tokens": a_mean,
+                "tokens": p_mean + a_mean,
+                "aggregator_latency_s": float(a_lat.mean()) if n else float("nan"),
+            }
+        )
     res = pd.DataFrame(out, columns=cols)
     return res.sort_values(["accuracy", "label"], ascending=[False, True]).reset_index(drop=True)
 

@@ -24,7 +24,7 @@ from typing import Any
 from ._cli import base_parser, run_main
 from .configs import ConfigSpec
 from .errors import ConfigError, DataError, ProviderError
-from .llm.base import ChatClient, ChatRequest, ChatResponse
+from .llm.base import ChatRequest, ChatResponse
 from .moa import choose_window, method_configs, run_experiment
 from .store import RunStore
 from .tasks import load_questions
@@ -49,9 +49,11 @@ class ModelRouter:
         if not clients:
             raise ConfigError("ModelRouter: expected at least one backend; got none.")
         self.clients = clients
-        self.endpoint = "router(" + ",".join(
-            f"{k}={getattr(c, 'endpoint', '?')}" for k, c in sorted(clients.items())
-        ) + ")"
+        self.endpoint = (
+            "router("
+            + ",".join(f"{k}={getattr(c, 'endpoint', '?')}" for k, c in sorted(clients.items()))
+            + ")"
+        )
 
     def _client(self, model: str) -> Any:
         c = self.clients.get(model, self.clients.get("*"))
@@ -98,50 +100,96 @@ def build_parser() -> argparse.ArgumentParser:
         "Rerun the same command to resume.",
     )
     g = p.add_argument_group("inputs")
-    g.add_argument("--questions", required=True, type=Path,
-                   help="JSONL question file (dataset, question_id, question, reference, ...)")
-    g.add_argument("--task", default=None,
-                   help="task of questions without a 'task' field: multiple_choice, math, crux, open")
+    g.add_argument(
+        "--questions",
+        required=True,
+        type=Path,
+        help="JSONL question file (dataset, question_id, question, reference, ...)",
+    )
+    g.add_argument(
+        "--task",
+        default=None,
+        help="task of questions without a 'task' field: multiple_choice, math, crux, open",
+    )
     g.add_argument("--limit", type=int, default=None, help="only the first N questions")
     what = g.add_mutually_exclusive_group(required=True)
     what.add_argument("--method", choices=METHODS, help="run one method (see --proposers etc.)")
-    what.add_argument("--configs", type=Path,
-                      help="JSONL (one ConfigSpec JSON per line) or CSV with a 'config' column")
+    what.add_argument(
+        "--configs",
+        type=Path,
+        help="JSONL (one ConfigSpec JSON per line) or CSV with a 'config' column",
+    )
     g = p.add_argument_group("method")
-    g.add_argument("--proposers", default="",
-                   help="comma-separated proposer models; for mixed_moa a repeated name takes "
-                   "samples 0, 1, ...; for self_moa/self_moa_seq/single/usc one config per model")
+    g.add_argument(
+        "--proposers",
+        default="",
+        help="comma-separated proposer models; for mixed_moa a repeated name takes "
+        "samples 0, 1, ...; for self_moa/self_moa_seq/single/usc one config per model",
+    )
     g.add_argument("--aggregator", default=None, help="aggregator model (LLM methods)")
     g.add_argument("--n-samples", type=int, default=6, help="samples per model (self methods)")
-    g.add_argument("--window", default="6",
-                   help="Self-MoA-Seq window w, or 'auto' (largest that fits --context-length, "
-                   "from measured sample lengths; see qdanalysis.moa.choose_window)")
+    g.add_argument(
+        "--window",
+        default="6",
+        help="Self-MoA-Seq window w, or 'auto' (largest that fits --context-length, "
+        "from measured sample lengths; see qdanalysis.moa.choose_window)",
+    )
     g.add_argument("--repeats", type=int, default=3, help="Self-MoA-Seq copies k of the synthesis")
-    g.add_argument("--copies-last", action="store_true",
-                   help="Self-MoA-Seq: put the synthesis copies after the new samples")
+    g.add_argument(
+        "--copies-last",
+        action="store_true",
+        help="Self-MoA-Seq: put the synthesis copies after the new samples",
+    )
     g.add_argument("--context-length", type=int, default=None, help="aggregator context (tokens)")
     g.add_argument("--layers", type=int, default=1, help="Mixed-MoA proposer layers")
     g.add_argument("--temperature", type=float, default=0.7, help="proposer temperature")
-    g.add_argument("--aggregator-temperature", type=float, default=0.7,
-                   help="aggregator temperature (0.7: MoA default, an assumption for MMLU/CRUX/MATH)")
-    g.add_argument("--prompt-style", choices=("moa", "zeroeval"), default="moa",
-                   help="aggregate-and-synthesize assembly (togethercomputer/MoA or ZeroEval fork)")
-    g.add_argument("--on-proposer-error", choices=("fail", "skip"), default="fail",
-                   help="a proposer failed after retries: mark the configuration failed, or "
-                   "aggregate the remaining references (recorded in n_references)")
-    g.add_argument("--tie-break", choices=("expected", "seeded"), default="expected",
-                   help="plurality ties: expected accuracy of a uniform pick, or a seeded pick")
+    g.add_argument(
+        "--aggregator-temperature",
+        type=float,
+        default=0.7,
+        help="aggregator temperature (0.7: MoA default, an assumption for MMLU/CRUX/MATH)",
+    )
+    g.add_argument(
+        "--prompt-style",
+        choices=("moa", "zeroeval"),
+        default="moa",
+        help="aggregate-and-synthesize assembly (togethercomputer/MoA or ZeroEval fork)",
+    )
+    g.add_argument(
+        "--on-proposer-error",
+        choices=("fail", "skip"),
+        default="fail",
+        help="a proposer failed after retries: mark the configuration failed, or "
+        "aggregate the remaining references (recorded in n_references)",
+    )
+    g.add_argument(
+        "--tie-break",
+        choices=("expected", "seeded"),
+        default="expected",
+        help="plurality ties: expected accuracy of a uniform pick, or a seeded pick",
+    )
     g.add_argument("--judge-model", default=None, help="judge model for open-ended tasks")
     g = p.add_argument_group("backend")
-    g.add_argument("--backend", choices=("openai", "hf", "vllm", "mock"), default="openai",
-                   help="openai: OpenAI-compatible HTTP; hf: local transformers; vllm: offline "
-                   "vLLM; mock: deterministic fake (plumbing checks)")
+    g.add_argument(
+        "--backend",
+        choices=("openai", "hf", "vllm", "mock"),
+        default="openai",
+        help="openai: OpenAI-compatible HTTP; hf: local transformers; vllm: offline "
+        "vLLM; mock: deterministic fake (plumbing checks)",
+    )
     g.add_argument("--base-url", default=None, help="OpenAI-compatible API root (.../v1)")
-    g.add_argument("--api-key-env", default="OPENAI_API_KEY",
-                   help="NAME of the environment variable holding the API key ('' for none)")
-    g.add_argument("--model-path", action="append", default=[],
-                   help="hf/vllm: PATH (serves every model) or NAME=PATH (repeatable); a .gguf "
-                   "file is loaded from its folder")
+    g.add_argument(
+        "--api-key-env",
+        default="OPENAI_API_KEY",
+        help="NAME of the environment variable holding the API key ('' for none)",
+    )
+    g.add_argument(
+        "--model-path",
+        action="append",
+        default=[],
+        help="hf/vllm: PATH (serves every model) or NAME=PATH (repeatable); a .gguf "
+        "file is loaded from its folder",
+    )
     g.add_argument("--max-tokens", type=int, default=2048, help="completion limit per call")
     g.add_argument("--concurrency", type=int, default=8, help="most calls in flight per endpoint")
     g.add_argument("--cache", type=Path, default=None, help="sqlite response cache file")
@@ -160,9 +208,7 @@ def _load_configs(path: Path) -> list[ConfigSpec]:
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
             if "config" not in (reader.fieldnames or []):
-                raise DataError(
-                    f"expected a 'config' column; got {reader.fieldnames}.", path=path
-                )
+                raise DataError(f"expected a 'config' column; got {reader.fieldnames}.", path=path)
             for i, rec in enumerate(reader, start=2):
                 try:
                     out.append(ConfigSpec.from_json(rec["config"]))
@@ -194,7 +240,9 @@ def _parse_paths(items: Sequence[str]) -> dict[str, str]:
         if not sep:
             name, path = "*", it
         if not path or name in out:
-            raise ConfigError(f"--model-path: expected PATH or NAME=PATH once per name; got {it!r}.")
+            raise ConfigError(
+                f"--model-path: expected PATH or NAME=PATH once per name; got {it!r}."
+            )
         out[name] = path
     return out
 
@@ -260,10 +308,16 @@ async def _main_async(args: argparse.Namespace) -> int:
 
     def configs_for(window: int) -> list[ConfigSpec]:
         return method_configs(
-            args.method, proposers=proposers, aggregator=args.aggregator,
-            n_samples=args.n_samples, temperature=args.temperature,
-            aggregator_temperature=args.aggregator_temperature, layers=args.layers,
-            window=window, repeats=args.repeats, prompt_style=args.prompt_style,
+            args.method,
+            proposers=proposers,
+            aggregator=args.aggregator,
+            n_samples=args.n_samples,
+            temperature=args.temperature,
+            aggregator_temperature=args.aggregator_temperature,
+            layers=args.layers,
+            window=window,
+            repeats=args.repeats,
+            prompt_style=args.prompt_style,
         )
 
     try:
@@ -272,24 +326,38 @@ async def _main_async(args: argparse.Namespace) -> int:
         elif args.window == "auto" and args.method == "self_moa_seq":
             if args.context_length is None:
                 raise ConfigError("--window auto: expected --context-length N; got none.")
-            pool = [c for c in method_configs("plurality", proposers=proposers,
-                                                aggregator=None, n_samples=args.n_samples,
-                                                temperature=args.temperature)]
-            await run_experiment(questions, pool, client=client, store=store, pool_only=True,
-                                 **common)
+            pool = [
+                c
+                for c in method_configs(
+                    "plurality",
+                    proposers=proposers,
+                    aggregator=None,
+                    n_samples=args.n_samples,
+                    temperature=args.temperature,
+                )
+            ]
+            await run_experiment(
+                questions, pool, client=client, store=store, pool_only=True, **common
+            )
             rows = [r for r in store.rows() if r.get("role") == "proposer"]
             lengths = [int(r.get("completion_tokens") or 0) for r in rows]
             prompt = max(int(r.get("prompt_tokens") or 0) for r in rows) + 200
-            window = choose_window(lengths, context_length=args.context_length,
-                                   prompt_tokens=prompt, max_tokens=args.max_tokens,
-                                   repeats=args.repeats)
+            window = choose_window(
+                lengths,
+                context_length=args.context_length,
+                prompt_tokens=prompt,
+                max_tokens=args.max_tokens,
+                repeats=args.repeats,
+            )
             print(f"window: {window} (auto, from {len(lengths)} measured samples)")  # noqa: T201
             configs = configs_for(window)
         else:
             try:
                 window = int(args.window)
             except ValueError:
-                raise ConfigError(f"--window: expected an int or 'auto'; got {args.window!r}.") from None
+                raise ConfigError(
+                    f"--window: expected an int or 'auto'; got {args.window!r}."
+                ) from None
             configs = configs_for(window)
         summary = await run_experiment(questions, configs, client=client, store=store, **common)
     finally:

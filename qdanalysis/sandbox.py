@@ -190,7 +190,9 @@ def run_python(
         # Killed by the CPU-time limit: the snippet ran out of time all the same.
         timed_out = True
     return SandboxResult(
-        returncode=None if timed_out else proc.returncode, stdout=out, stderr=err,
+        returncode=None if timed_out else proc.returncode,
+        stdout=out,
+        stderr=err,
         timed_out=timed_out,
     )
 

@@ -149,7 +149,9 @@ class RunStore:
         rows = [dict(r) for r in rows]
         if not rows:
             return
-        text = "".join(json.dumps(r, ensure_ascii=False, default=_json_default) + "\n" for r in rows)
+        text = "".join(
+            json.dumps(r, ensure_ascii=False, default=_json_default) + "\n" for r in rows
+        )
         with self._lock:
             with open(self.path, "a", encoding="utf-8") as fh:
                 fh.write(text)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -326,9 +326,7 @@ def load_questions(
                     column="question_id",
                 )
             seen[key] = lineno
-            extra = {
-                k: v for k, v in obj.items() if k not in (*_REQUIRED, "choices", "task")
-            }
+            extra = {k: v for k, v in obj.items() if k not in (*_REQUIRED, "choices", "task")}
             out.append(
                 Question(
                     dataset=obj["dataset"],
@@ -376,5 +374,3 @@ def parse_judgement(text: str, *, swap: bool = False) -> float | None:
         return 0.5
     win = "B" if swap else "A"
     return 1.0 if v == win else 0.0
-
-

@@ -78,7 +78,8 @@ class MockClient:
     >>> import asyncio
     >>> from qdanalysis.llm.base import ChatRequest
     >>> c = MockClient(responder=lambda r: "hi")
-    >>> asyncio.run(c.complete(ChatRequest(model="m", messages=({"role": "user", "content": "q"},)))).text
+    >>> req = ChatRequest(model="m", messages=({"role": "user", "content": "q"},))
+    >>> asyncio.run(c.complete(req)).text
     'hi'
     >>> len(c.calls)
     1

@@ -53,7 +53,8 @@ class ChatRequest:
         for i, m in enumerate(msgs):
             if set(m) != {"role", "content"} or not isinstance(m["content"], str):
                 raise ConfigError(
-                    f"ChatRequest.messages[{i}]: expected {{'role': str, 'content': str}}; got {m!r}."
+                    f"ChatRequest.messages[{i}]: expected {{'role': str, 'content': str}}; "
+                    f"got {m!r}."
                 )
         object.__setattr__(self, "messages", msgs)
         object.__setattr__(self, "stop", tuple(self.stop))
@@ -62,7 +63,9 @@ class ChatRequest:
         if self.max_tokens < 1:
             raise ConfigError(f"ChatRequest.max_tokens: expected >= 1; got {self.max_tokens!r}.")
         if self.sample_index < 0:
-            raise ConfigError(f"ChatRequest.sample_index: expected >= 0; got {self.sample_index!r}.")
+            raise ConfigError(
+                f"ChatRequest.sample_index: expected >= 0; got {self.sample_index!r}."
+            )
 
     def key_fields(self) -> dict[str, Any]:
         """The fields that determine the output (for cache keys), as plain data."""
@@ -101,7 +104,6 @@ class ChatClient(Protocol):
     async def complete(self, request: ChatRequest) -> ChatResponse:
         """Return one completion, or raise :class:`~qdanalysis.errors.ProviderError`."""
         ...
-
 
 
 @runtime_checkable

@@ -1,4 +1,4 @@
-'''Prompt templates of the runner, as Python constants (no package data needed).
+"""Prompt templates of the runner, as Python constants (no package data needed).
 
 Each template has an id; ids land in the ``prompt_id`` column of every row, so a changed prompt
 is a new id, never a silent edit. Sources:
@@ -15,7 +15,7 @@ is a new id, never a silent edit. Sources:
 
 Neighbours: :mod:`qdanalysis.tasks` formats proposer prompts; :mod:`qdanalysis.moa` builds the
 aggregator messages with :func:`inject_references`.
-'''
+"""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ ZEROEVAL_OEQA = (
     "\n## Question: \n\n{question}\n\n\n## Instruction \n\n"
     "Please answer this question by first reasoning and then providing your answer.\n"
     "Present your reasoning and solution in the following json format. \n"
-    "Please show your final answer in the `answer` field, e.g.,`\"answer\": \"42\"`.\n\n"
+    'Please show your final answer in the `answer` field, e.g.,`"answer": "42"`.\n\n'
     '```json\n{{\n    "reasoning": "___",\n    "answer": "___"\n}}\n```\n'
 )
 

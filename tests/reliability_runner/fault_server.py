@@ -235,13 +235,23 @@ class FaultServer:
         cut: int | None = None,
     ) -> None:
         body = raw if raw is not None else json.dumps(payload).encode()
-        reason = {200: "OK", 400: "Bad Request", 429: "Too Many Requests",
-                  500: "Internal Server Error", 503: "Service Unavailable"}.get(status, "X")
-        hdrs = {"content-type": "application/json", "content-length": str(len(body)),
-                **(extra or {})}
-        head = f"HTTP/1.1 {status} {reason}\r\n" + "".join(
-            f"{k}: {v}\r\n" for k, v in hdrs.items()
-        ) + "\r\n"
+        reason = {
+            200: "OK",
+            400: "Bad Request",
+            429: "Too Many Requests",
+            500: "Internal Server Error",
+            503: "Service Unavailable",
+        }.get(status, "X")
+        hdrs = {
+            "content-type": "application/json",
+            "content-length": str(len(body)),
+            **(extra or {}),
+        }
+        head = (
+            f"HTTP/1.1 {status} {reason}\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items())
+            + "\r\n"
+        )
         writer.write(head.encode("latin-1") + (body if cut is None else body[:cut]))
         await writer.drain()
 
@@ -259,9 +269,13 @@ class FaultServer:
             body_key = _hash(body)
             attempt = sum(1 for a in self.arrivals if a.body_key == body_key)
             arrival = Arrival(
-                index=len(self.arrivals), t=time.monotonic(), path=path, model=body.get("model"),
+                index=len(self.arrivals),
+                t=time.monotonic(),
+                path=path,
+                model=body.get("model"),
                 body_key=body_key,
-                sample_keys=[sample_key(body, i) for i in range(n)], attempt=attempt,
+                sample_keys=[sample_key(body, i) for i in range(n)],
+                attempt=attempt,
                 auth_ok=self.expected_key is None or token == self.expected_key,
             )
             arrival.fault = self.plan(arrival) if self.plan is not None else None
@@ -286,8 +300,12 @@ class FaultServer:
             await self._send(writer, 429, {"error": {"message": "slow down"}}, extra=ra)
             return True
         if fault in ("500", "503"):
-            await self._send(writer, int(fault), {"error": {"message": "oops"}},
-                             extra=ra if fault == "503" else None)
+            await self._send(
+                writer,
+                int(fault),
+                {"error": {"message": "oops"}},
+                extra=ra if fault == "503" else None,
+            )
             return True
         if fault == "400_echo":
             msg = f"bad request from {headers.get('authorization', '')}"
@@ -313,8 +331,11 @@ class FaultServer:
                 }
                 for i, k in enumerate(a.sample_keys)
             ],
-            "usage": {"prompt_tokens": 11, "completion_tokens": 7 * len(a.sample_keys),
-                      "total_tokens": 11 + 7 * len(a.sample_keys)},
+            "usage": {
+                "prompt_tokens": 11,
+                "completion_tokens": 7 * len(a.sample_keys),
+                "total_tokens": 11 + 7 * len(a.sample_keys),
+            },
         }
         if fault == "malformed":
             await self._send(writer, 200, None, raw=json.dumps(payload).encode()[:-7] + b"}{,")

@@ -71,7 +71,16 @@ def write_questions(path: Path, n: int) -> Path:
     """``n`` small math questions as a JSONL question file."""
     with open(path, "w", encoding="utf-8") as fh:
         for i in range(n):
-            fh.write(json.dumps({"dataset": "toy", "question_id": f"toy/{i}",
-                                 "question": f"What is {i} mod 4?", "reference": str(i % 4),
-                                 "task": "math"}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "dataset": "toy",
+                        "question_id": f"toy/{i}",
+                        "question": f"What is {i} mod 4?",
+                        "reference": str(i % 4),
+                        "task": "math",
+                    }
+                )
+                + "\n"
+            )
     return path

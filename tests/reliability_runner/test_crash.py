@@ -19,10 +19,35 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _cmd(base_url: str, q: Path, out: Path, cache: Path | None) -> list[str]:
-    cmd = [sys.executable, "-m", "qdanalysis.run", "--questions", str(q), "--method",
-           "self_moa", "--proposers", "a", "--aggregator", "agg", "--n-samples", "4",
-           "--backend", "openai", "--base-url", base_url, "--api-key-env", "", "--out", str(out),
-           "--concurrency", "2", "--max-tokens", "32", "--no-progress", "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "qdanalysis.run",
+        "--questions",
+        str(q),
+        "--method",
+        "self_moa",
+        "--proposers",
+        "a",
+        "--aggregator",
+        "agg",
+        "--n-samples",
+        "4",
+        "--backend",
+        "openai",
+        "--base-url",
+        base_url,
+        "--api-key-env",
+        "",
+        "--out",
+        str(out),
+        "--concurrency",
+        "2",
+        "--max-tokens",
+        "32",
+        "--no-progress",
+        "-q",
+    ]
     return [*cmd, "--cache", str(cache)] if cache is not None else cmd
 
 
@@ -55,8 +80,9 @@ def _kill_and_resume(
     while True:
         start = len(srv.snapshot())
         asked_before = {k for a in srv.snapshot() for k in a.sample_keys}
-        proc = subprocess.Popen(cmd, env=_env(), cwd=REPO, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            cmd, env=_env(), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             if kills < n_kills:
                 deadline = time.monotonic() + 60
@@ -88,17 +114,23 @@ def _kill_and_resume(
         finished |= finished_sample_keys(rows)
         for r in rows:
             if r["status"] == "ok":
-                stored_rows[(r["question_id"], r["role"], r["sample_index"], r["model"])] = (
-                    r["output"]
-                )
+                stored_rows[(r["question_id"], r["role"], r["sample_index"], r["model"])] = r[
+                    "output"
+                ]
     final, _ = store_lines(out / "rows.jsonl")
     latest = {(r["question_id"], r["role"], r["sample_index"], r["model"]): r for r in final}
     lost = sum(
-        1 for k, text in stored_rows.items()
+        1
+        for k, text in stored_rows.items()
         if latest.get(k, {}).get("status") != "ok" or latest[k]["output"] != text
     )
-    return {"kills": kills, "rows_lost": lost, "duplicate_requests_of_finished": dup_finished,
-            "repeated_in_flight_samples": repeated_in_flight, "truncated_tails": truncated_tails}
+    return {
+        "kills": kills,
+        "rows_lost": lost,
+        "duplicate_requests_of_finished": dup_finished,
+        "repeated_in_flight_samples": repeated_in_flight,
+        "truncated_tails": truncated_tails,
+    }
 
 
 def _crash_run(tmp_path: Path, n_kills: int, n_questions: int, seed: int, cache: bool) -> dict:
@@ -106,11 +138,18 @@ def _crash_run(tmp_path: Path, n_kills: int, n_questions: int, seed: int, cache:
     lat = lambda a: 0.03 + (a.index * 7919 % 100) / 1000  # noqa: E731 - 30-130 ms, deterministic
     with fault_server(latency_s=lat) as srv:
         ref = tmp_path / "ref"
-        subprocess.run(_cmd(srv.base_url, q, ref, None), env=_env(), cwd=REPO, check=True,
-                       stdout=subprocess.DEVNULL, timeout=120)
+        subprocess.run(
+            _cmd(srv.base_url, q, ref, None),
+            env=_env(),
+            cwd=REPO,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=120,
+        )
         out, cache_path = tmp_path / "killed", (tmp_path / "cache.sqlite" if cache else None)
-        stats = _kill_and_resume(srv, _cmd(srv.base_url, q, out, cache_path), out, cache_path,
-                                 n_kills, seed)
+        stats = _kill_and_resume(
+            srv, _cmd(srv.base_url, q, out, cache_path), out, cache_path, n_kills, seed
+        )
     want, _ = store_lines(ref / "outputs.jsonl")
     got, _ = store_lines(out / "outputs.jsonl")
     assert len(got) == n_questions * 5

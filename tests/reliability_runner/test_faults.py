@@ -97,13 +97,22 @@ def test_retry_after_gaps_seen_by_the_server(figures: dict) -> None:
 
 
 def _questions(n: int) -> list[Question]:
-    return [Question(dataset="toy", question_id=f"toy/{i}", question=f"What is {i} mod 4?",
-                     reference=str(i % 4), task="math") for i in range(n)]
+    return [
+        Question(
+            dataset="toy",
+            question_id=f"toy/{i}",
+            question=f"What is {i} mod 4?",
+            reference=str(i % 4),
+            task="math",
+        )
+        for i in range(n)
+    ]
 
 
 def _configs():
-    return (method_configs("self_moa", proposers=["a"], aggregator="agg", n_samples=3)
-            + method_configs("mixed_moa", proposers=["a", "b"], aggregator="agg"))
+    return method_configs(
+        "self_moa", proposers=["a"], aggregator="agg", n_samples=3
+    ) + method_configs("mixed_moa", proposers=["a", "b"], aggregator="agg")
 
 
 def _chaos(seed: int, rate: float):
@@ -123,8 +132,15 @@ async def _run(base_url: str, store: RunStore) -> object:
     backend = OpenAICompatClient(base_url, api_key_env=None, timeout_s=5.0)
     client = ManagedClient(backend, retry=policy, timeout_s=0.4, max_concurrency=4)
     try:
-        return await run_experiment(_questions(4), _configs(), client=client, store=store,
-                                    seed=7, progress=False, max_tokens=64)
+        return await run_experiment(
+            _questions(4),
+            _configs(),
+            client=client,
+            store=store,
+            seed=7,
+            progress=False,
+            max_tokens=64,
+        )
     finally:
         await backend.aclose()
 
@@ -158,8 +174,11 @@ def test_run_under_chaos_records_errors_resumes_and_matches_a_clean_run(
     pd_ref, pd_got = comparable(reference), comparable(rows)
     assert pd_got.equals(pd_ref)
     figures["faults_injected"].update(faults)
-    figures["chaos_run"] = {"rows": len(pd_got), "error_rows_then_resumed": sum(
-        r["status"] == "error" for r in rows), "resumes": n_resumes}
+    figures["chaos_run"] = {
+        "rows": len(pd_got),
+        "error_rows_then_resumed": sum(r["status"] == "error" for r in rows),
+        "resumes": n_resumes,
+    }
 
 
 def test_cli_with_faults_writes_whole_rows_and_resumes(
@@ -177,10 +196,29 @@ def test_cli_with_faults_writes_whole_rows_and_resumes(
             return "malformed"
         return plan(a)
 
-    args = ["--questions", str(q), "--method", "self_moa", "--proposers", "a",
-            "--aggregator", "agg", "--n-samples", "2", "--backend", "openai", "--api-key-env", "",
-            "--out", str(out), "--max-tokens", "32", "--no-progress", "--cache",
-            str(tmp_path / "cache.sqlite")]
+    args = [
+        "--questions",
+        str(q),
+        "--method",
+        "self_moa",
+        "--proposers",
+        "a",
+        "--aggregator",
+        "agg",
+        "--n-samples",
+        "2",
+        "--backend",
+        "openai",
+        "--api-key-env",
+        "",
+        "--out",
+        str(out),
+        "--max-tokens",
+        "32",
+        "--no-progress",
+        "--cache",
+        str(tmp_path / "cache.sqlite"),
+    ]
     with fault_server(plan=plan_with_fatal, retry_after_s=0.5) as srv:
         base = ["--base-url", srv.base_url]
         assert run_cli.main([*args, *base]) == 0

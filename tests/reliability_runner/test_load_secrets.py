@@ -57,11 +57,15 @@ def test_thousand_concurrent_requests_hold_the_cap_and_are_all_accounted(
     async def go(url: str) -> list[object]:
         backend = OpenAICompatClient(url, api_key_env=None, timeout_s=60)
         policy = RetryPolicy(max_attempts=3, base_delay_s=0.01, jitter=0.0)
-        client = ManagedClient(backend, max_concurrency=CAP, retry=policy, timeout_s=60,
-                               cache=ResponseCache(tmp_path / "c.sqlite"))
+        client = ManagedClient(
+            backend,
+            max_concurrency=CAP,
+            retry=policy,
+            timeout_s=60,
+            cache=ResponseCache(tmp_path / "c.sqlite"),
+        )
         try:
-            return await asyncio.gather(*(client.complete(r) for r in base),
-                                        return_exceptions=True)
+            return await asyncio.gather(*(client.complete(r) for r in base), return_exceptions=True)
         finally:
             await backend.aclose()
             client.cache.close()  # type: ignore[union-attr]
@@ -86,18 +90,22 @@ def test_thousand_concurrent_requests_hold_the_cap_and_are_all_accounted(
     assert len(arrivals) == N + sum(a.fault == "503" for a in arrivals)  # ...plus its retries
     growth = peak[0] - before
     assert growth < 300, f"RSS grew by {growth:.0f} MB for {N} requests"
-    figures["load"] = {"requests": N, "cap": CAP, "server_max_in_flight": max_in_flight,
-                       "ok": ok, "errors": len(errors), "peak_rss_growth_mb": round(growth),
-                       "elapsed_s": round(elapsed, 1)}
+    figures["load"] = {
+        "requests": N,
+        "cap": CAP,
+        "server_max_in_flight": max_in_flight,
+        "ok": ok,
+        "errors": len(errors),
+        "peak_rss_growth_mb": round(growth),
+        "elapsed_s": round(elapsed, 1),
+    }
     figures["faults_injected"].update(a.fault for a in arrivals if a.fault)
 
 
 KEY = "sk-qdaTEST-" + "7f3c9a1e5b2d4c6a8e0f1a2b3c4d5e6f"
 
 
-def test_key_from_env_reaches_the_server_but_no_written_file(
-    tmp_path: Path, figures: dict
-) -> None:
+def test_key_from_env_reaches_the_server_but_no_written_file(tmp_path: Path, figures: dict) -> None:
     q = write_questions(tmp_path / "q.jsonl", 2)
     out, cache, log = tmp_path / "run", tmp_path / "cache.sqlite", tmp_path / "run.log"
     env = {**os.environ, "PYTHONPATH": str(REPO), "QDA_TEST_KEY": KEY}
@@ -112,14 +120,39 @@ def test_key_from_env_reaches_the_server_but_no_written_file(
         return None
 
     with fault_server(plan=plan, expected_key=KEY) as srv:
-        cmd = [sys.executable, "-m", "qdanalysis.run", "--questions", str(q), "--method",
-               "self_moa", "--proposers", "a", "--aggregator", "agg", "--n-samples", "2",
-               "--backend", "openai", "--base-url", srv.base_url, "--api-key-env",
-               "QDA_TEST_KEY", "--out", str(out), "--cache", str(cache), "--no-progress", "-vv",
-               "--max-tokens", "32"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "qdanalysis.run",
+            "--questions",
+            str(q),
+            "--method",
+            "self_moa",
+            "--proposers",
+            "a",
+            "--aggregator",
+            "agg",
+            "--n-samples",
+            "2",
+            "--backend",
+            "openai",
+            "--base-url",
+            srv.base_url,
+            "--api-key-env",
+            "QDA_TEST_KEY",
+            "--out",
+            str(out),
+            "--cache",
+            str(cache),
+            "--no-progress",
+            "-vv",
+            "--max-tokens",
+            "32",
+        ]
         with open(log, "w") as fh:
-            subprocess.run(cmd, env=env, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT,
-                           check=True, timeout=120)
+            subprocess.run(
+                cmd, env=env, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, check=True, timeout=120
+            )
         arrivals = srv.snapshot()
     assert arrivals
     assert all(a.auth_ok for a in arrivals)  # the key was sent, from the environment
@@ -135,8 +168,9 @@ def test_key_from_env_reaches_the_server_but_no_written_file(
 
 def test_key_absent_from_reprs_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QDA_TEST_KEY", KEY)
-    with fault_server(plan=lambda a: "400_echo" if a.index == 0 else None,
-                      expected_key=KEY + "x") as srv:
+    with fault_server(
+        plan=lambda a: "400_echo" if a.index == 0 else None, expected_key=KEY + "x"
+    ) as srv:
         backend = OpenAICompatClient(srv.base_url, api_key_env="QDA_TEST_KEY")
         client = ManagedClient(backend, retry=RetryPolicy(max_attempts=1))
         req = ChatRequest(model="m", messages=({"role": "user", "content": "hi"},))

@@ -20,13 +20,19 @@ def test_infinite_loop_is_killed_at_the_wall_clock_limit(figures: dict) -> None:
 
 def test_fork_bomb_is_contained(figures: dict) -> None:
     # bounded even if a guard failed: only the parent forks, children exit at once
-    bomb = ("import os\nn = 0\nfor _ in range(50):\n    pid = os.fork()\n    if pid == 0:\n"
-            "        os._exit(0)\n    n += 1\nprint(n)\n")
+    bomb = (
+        "import os\nn = 0\nfor _ in range(50):\n    pid = os.fork()\n    if pid == 0:\n"
+        "        os._exit(0)\n    n += 1\nprint(n)\n"
+    )
     r = run_python(bomb, timeout_s=3.0)
     assert not r.ok
     assert "os.fork is not allowed" in r.stderr
-    for bypass in ("import ctypes", "import _posixsubprocess", "import subprocess\n"
-                   "subprocess.run(['true'])", "import os\nos.posix_spawn('/bin/true', ['t'], {})"):
+    for bypass in (
+        "import ctypes",
+        "import _posixsubprocess",
+        "import subprocess\nsubprocess.run(['true'])",
+        "import os\nos.posix_spawn('/bin/true', ['t'], {})",
+    ):
         r = run_python(bypass, timeout_s=3.0)
         assert not r.ok, bypass
         assert "not allowed" in r.stderr, bypass
@@ -64,9 +70,7 @@ def test_endless_output_does_not_fill_the_parent() -> None:
     ],
     ids=["open", "os.open", "pathlib", "dotdot"],
 )
-def test_write_outside_the_temp_dir_is_refused(
-    code: str, tmp_path: Path, figures: dict
-) -> None:
+def test_write_outside_the_temp_dir_is_refused(code: str, tmp_path: Path, figures: dict) -> None:
     name = f"qda-escape-{uuid.uuid4().hex}"
     target = Path("/tmp") / name
     try:
@@ -86,17 +90,17 @@ def test_socket_connect_fails(figures: dict) -> None:
         srv.bind(("127.0.0.1", 0))
         srv.listen(1)
         port = srv.getsockname()[1]
-        code = (f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
-                "print('connected')\n")
+        code = (
+            f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
+            "print('connected')\n"
+        )
         r = run_python(code, timeout_s=3.0)
     assert not r.ok
     assert "connected" not in r.stdout
     figures.setdefault("sandbox_limits_proven", set()).add("no_network")
 
 
-def test_parent_secrets_are_not_inherited(
-    monkeypatch: pytest.MonkeyPatch, figures: dict
-) -> None:
+def test_parent_secrets_are_not_inherited(monkeypatch: pytest.MonkeyPatch, figures: dict) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-parent-secret-123")
     r = run_python("import os\nprint(sorted(os.environ))\nprint(os.getcwd())\n")
     assert "OPENAI_API_KEY" not in r.stdout
@@ -106,7 +110,9 @@ def test_parent_secrets_are_not_inherited(
 
 
 def test_ordinary_benchmark_code_still_runs() -> None:
-    code = ("import collections, itertools, math, re, string, json\n"
-            "def f(nums):\n    return sorted(collections.Counter(nums).items())\n"
-            "assert f([1, 1, 3]) == [(1, 2), (3, 1)]\nprint('ok')\n")
+    code = (
+        "import collections, itertools, math, re, string, json\n"
+        "def f(nums):\n    return sorted(collections.Counter(nums).items())\n"
+        "assert f([1, 1, 3]) == [(1, 2), (3, 1)]\nprint('ok')\n"
+    )
     assert run_python(code).stdout == "ok\n"

@@ -28,14 +28,21 @@ def mock_client() -> MockClient:
 
 @pytest.fixture
 def math_q() -> Question:
-    return Question(dataset="d", question_id="q1", question="What is 1 + 1?", reference="2",
-                    task="math")
+    return Question(
+        dataset="d", question_id="q1", question="What is 1 + 1?", reference="2", task="math"
+    )
 
 
 @pytest.fixture
 def mc_q() -> Question:
-    return Question(dataset="d", question_id="q2", question="Pick one.", reference="B",
-                    task="multiple_choice", choices=("x", "y", "z"))
+    return Question(
+        dataset="d",
+        question_id="q2",
+        question="Pick one.",
+        reference="B",
+        task="multiple_choice",
+        choices=("x", "y", "z"),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,9 @@ from qdanalysis.errors import ConfigError
 
 
 def test_json_block_wins_over_later_text():
-    text = 'Thinking...\n```json\n{"reasoning": "a {nested} brace",\n "answer": "42"}\n```\nanswer: 7'
+    text = (
+        'Thinking...\n```json\n{"reasoning": "a {nested} brace",\n "answer": "42"}\n```\nanswer: 7'
+    )
     assert extract_answer(text, family="math") == ("42", "json")
 
 
@@ -21,7 +23,7 @@ def test_boxed_then_family_fallback():
 
 
 def test_think_traces_are_stripped():
-    assert strip_think("<think>answer: 9</think>\n{\"answer\": \"3\"}") == ('{"answer": "3"}', True)
+    assert strip_think('<think>answer: 9</think>\n{"answer": "3"}') == ('{"answer": "3"}', True)
     assert extract_answer("<think>answer: 9</think>answer: 3", family="math")[0] == "3"
 
 

@@ -54,13 +54,18 @@ def test_aggregator_prompt_is_the_papers_numbered_references(math_q):
 
 def test_zeroeval_assembly_and_existing_system_message(math_q):
     c = MockClient(responder=lambda r: "r")
-    asyncio.run(self_moa(math_q, model="m", n_samples=2, aggregator="agg", client=c,
-                         prompt_style="zeroeval"))
+    asyncio.run(
+        self_moa(
+            math_q, model="m", n_samples=2, aggregator="agg", client=c, prompt_style="zeroeval"
+        )
+    )
     system = by_role(c, "aggregator")[0].messages[0]["content"]
     assert system == AGGREGATE_AND_SYNTHESIZE + " Responses from models:\n 1. r\n 2. r"
 
 
-@pytest.mark.parametrize(("n", "w", "k"), [(6, 6, 3), (10, 6, 3), (12, 6, 3), (30, 6, 3), (9, 4, 1)])
+@pytest.mark.parametrize(
+    ("n", "w", "k"), [(6, 6, 3), (10, 6, 3), (12, 6, 3), (30, 6, 3), (9, 4, 1)]
+)
 def test_seq_windows_hold_the_right_items(n, w, k, math_q):
     assert len(seq_windows(n, w, k)) == 1 + math.ceil((n - w) / (w - k))
 
@@ -70,8 +75,11 @@ def test_seq_windows_hold_the_right_items(n, w, k, math_q):
         return f"sample {req.sample_index}"
 
     c = MockClient(responder=respond)
-    res = asyncio.run(self_moa_seq(math_q, model="m", n_samples=n, window=w, repeats=k,
-                                   aggregator="agg", client=c))
+    res = asyncio.run(
+        self_moa_seq(
+            math_q, model="m", n_samples=n, window=w, repeats=k, aggregator="agg", client=c
+        )
+    )
     aggs = by_role(c, "aggregator")
     assert len(aggs) == 1 + math.ceil((n - w) / (w - k))
     steps = [r for r in res.rows if r["role"] == "aggregator"]
@@ -99,15 +107,29 @@ def test_seq_windows_hold_the_right_items(n, w, k, math_q):
 
 def test_seq_copies_last_option(math_q):
     c = MockClient(responder=lambda r: "S" if r.messages[0]["role"] == "system" else "x")
-    res = asyncio.run(self_moa_seq(math_q, model="m", n_samples=8, window=6, repeats=3,
-                                   aggregator="agg", client=c, copies_first=False))
+    res = asyncio.run(
+        self_moa_seq(
+            math_q,
+            model="m",
+            n_samples=8,
+            window=6,
+            repeats=3,
+            aggregator="agg",
+            client=c,
+            copies_first=False,
+        )
+    )
     assert json.loads(res.final["shown"])[-3:] == ["synthesis@0"] * 3
 
 
 @pytest.mark.parametrize(
     ("keys", "expected"),
-    [(["a", "a", "b"], ("a", 1.0)), (["a", "b"], (None, 0.5)), (["a", "b", "c", None, None], (None, 1 / 3)),
-     ([None], (None, 0.0))],
+    [
+        (["a", "a", "b"], ("a", 1.0)),
+        (["a", "b"], (None, 0.5)),
+        (["a", "b", "c", None, None], (None, 1 / 3)),
+        ([None], (None, 0.0)),
+    ],
 )
 def test_plurality_ties_match_enumerated_picks(keys, expected):
     rows = [{"answer": k, "answer_key": k, "correct": float(k == "a")} for k in keys]
@@ -119,15 +141,21 @@ def test_plurality_ties_match_enumerated_picks(keys, expected):
 
 def test_mixed_moa_two_layers_and_usc(math_q):
     c = MockClient()
-    res = asyncio.run(mixed_moa(math_q, proposers=["a", "b", "a"], aggregator="agg", client=c,
-                                layers=2))
+    res = asyncio.run(
+        mixed_moa(math_q, proposers=["a", "b", "a"], aggregator="agg", client=c, layers=2)
+    )
     mids = [r for r in res.rows if r["role"] == "proposer" and r["layer"] == 1]
     assert sorted((r["model"], r["sample_index"]) for r in mids) == [("a", 0), ("a", 1), ("b", 0)]
     assert all(r["config_id"] == res.final["config_id"] for r in mids)
     assert res.final["layer"] == 2
     assert len(c.calls) == 3 + 3 + 1
-    c2 = MockClient(responder=lambda r: "The most consistent response is Response 2"
-                    if "most consistent" in r.messages[-1]["content"] else f'{{"answer": "{r.sample_index}"}}')
+    c2 = MockClient(
+        responder=lambda r: (
+            "The most consistent response is Response 2"
+            if "most consistent" in r.messages[-1]["content"]
+            else f'{{"answer": "{r.sample_index}"}}'
+        )
+    )
     res = asyncio.run(usc(math_q, proposers=["a", "a", "a"], aggregator="agg", client=c2))
     shown = json.loads(res.final["shown"])
     assert res.final["usc_choice"] == 2
@@ -135,21 +163,23 @@ def test_mixed_moa_two_layers_and_usc(math_q):
 
 
 def _cfgs():
-    return (method_configs("mixed_moa", proposers=["a", "b", "a"], aggregator="agg", layers=2)
-            + method_configs("self_moa", proposers=["a"], aggregator="agg", n_samples=4)
-            + method_configs("self_moa_seq", proposers=["a"], aggregator="agg", n_samples=5,
-                             window=3, repeats=1)
-            + method_configs("single", proposers=["a", "b"], aggregator=None)
-            + method_configs("plurality", proposers=["a", "b"], aggregator=None, n_samples=4)
-            + method_configs("usc", proposers=["b"], aggregator="agg", n_samples=3))
+    return (
+        method_configs("mixed_moa", proposers=["a", "b", "a"], aggregator="agg", layers=2)
+        + method_configs("self_moa", proposers=["a"], aggregator="agg", n_samples=4)
+        + method_configs(
+            "self_moa_seq", proposers=["a"], aggregator="agg", n_samples=5, window=3, repeats=1
+        )
+        + method_configs("single", proposers=["a", "b"], aggregator=None)
+        + method_configs("plurality", proposers=["a", "b"], aggregator=None, n_samples=4)
+        + method_configs("usc", proposers=["b"], aggregator="agg", n_samples=3)
+    )
 
 
 def test_outputs_table_contract(tmp_path, math_q, mc_q):
     store = RunStore(tmp_path)
     c = MockClient()
     configs = _cfgs()
-    s = asyncio.run(run_experiment([math_q, mc_q], configs, client=c, store=store,
-                                   progress=False))
+    s = asyncio.run(run_experiment([math_q, mc_q], configs, client=c, store=store, progress=False))
     assert s.n_errors == 0
     assert s.n_failed_configs == 0
     df = load_outputs(store.write_outputs(tmp_path / "outputs.jsonl"))
@@ -168,18 +198,32 @@ def test_outputs_table_contract(tmp_path, math_q, mc_q):
         assert r.layer == spec.layers
         assert r.sample_index == 0
         for slot in spec.proposers:
-            assert ((prop.question_id == r.question_id) & (prop.model == slot.model)
-                    & (prop.sample_index == slot.sample_index)).sum() == 1
+            assert (
+                (prop.question_id == r.question_id)
+                & (prop.model == slot.model)
+                & (prop.sample_index == slot.sample_index)
+            ).sum() == 1
     assert set(agg.model) >= {"agg", "plurality_vote", "a", "b"}
-    for col in ("prompt_id", "seed", "finish_reason", "prompt_tokens", "completion_tokens",
-                "latency_s", "cached", "status", "error", "created_at"):
+    for col in (
+        "prompt_id",
+        "seed",
+        "finish_reason",
+        "prompt_tokens",
+        "completion_tokens",
+        "latency_s",
+        "cached",
+        "status",
+        "error",
+        "created_at",
+    ):
         assert col in df.columns
     assert (df.status == "ok").all()
     assert df.created_at.str.endswith("+00:00").all()
     # rerun: nothing asked again
     n = len(c.calls)
-    s2 = asyncio.run(run_experiment([math_q, mc_q], configs, client=c, store=RunStore(tmp_path),
-                                    progress=False))
+    s2 = asyncio.run(
+        run_experiment([math_q, mc_q], configs, client=c, store=RunStore(tmp_path), progress=False)
+    )
     assert len(c.calls) == n
     assert s2.n_new_rows == 0
 
@@ -188,9 +232,15 @@ def test_pool_uses_complete_n_when_available(tmp_path, math_q):
     c = MockClient()
     managed = ManagedClient(c)
     spec = method_configs("self_moa", proposers=["a"], aggregator="agg", n_samples=4)
-    asyncio.run(run_experiment([math_q], spec, client=managed, store=RunStore(tmp_path),
-                               progress=False))
-    assert sorted(r.sample_index for r in c.calls if r.messages[0]["role"] != "system") == [0, 1, 2, 3]
+    asyncio.run(
+        run_experiment([math_q], spec, client=managed, store=RunStore(tmp_path), progress=False)
+    )
+    assert sorted(r.sample_index for r in c.calls if r.messages[0]["role"] != "system") == [
+        0,
+        1,
+        2,
+        3,
+    ]
 
 
 @pytest.mark.parametrize("kind", ["rate_limit", "transient"])
@@ -209,8 +259,9 @@ def test_error_rows_after_retries_then_resume(tmp_path, math_q, kind):
     assert not any(r.messages[0]["role"] == "system" for r in c.calls)  # never aggregated
     # resume with a healthy backend: only the failed proposer and the aggregator are asked
     c2 = MockClient()
-    s2 = asyncio.run(run_experiment([math_q], cfgs, client=c2, store=RunStore(tmp_path),
-                                    progress=False))
+    s2 = asyncio.run(
+        run_experiment([math_q], cfgs, client=c2, store=RunStore(tmp_path), progress=False)
+    )
     assert [(r.model, r.sample_index) for r in c2.calls] == [("b", 0), ("agg", 0)]
     assert s2.n_failed_configs == 0
     assert RunStore(tmp_path).read(status="error").empty
@@ -220,24 +271,37 @@ def test_skip_policy_records_references_shown(tmp_path, math_q):
     c = MockClient(failure=fail_times(-1, when=lambda r: r.model == "b"))
     cfgs = method_configs("mixed_moa", proposers=["a", "b", "a"], aggregator="agg")
     store = RunStore(tmp_path)
-    asyncio.run(run_experiment([math_q], cfgs, client=c, store=store, progress=False,
-                               on_proposer_error="skip"))
+    asyncio.run(
+        run_experiment(
+            [math_q], cfgs, client=c, store=store, progress=False, on_proposer_error="skip"
+        )
+    )
     final = store.read().query("role == 'aggregator'").iloc[0]
     assert final.n_references == 2
     assert "b#0" not in final.shown
 
 
 def test_conflicting_temperatures_are_rejected(tmp_path, math_q):
-    a = ConfigSpec(method="self_moa", proposers=(ProposerSlot(model="m", sample_index=0, temperature=0.7),))
-    b = ConfigSpec(method="self_moa", proposers=(ProposerSlot(model="m", sample_index=0, temperature=1.0),))
+    a = ConfigSpec(
+        method="self_moa", proposers=(ProposerSlot(model="m", sample_index=0, temperature=0.7),)
+    )
+    b = ConfigSpec(
+        method="self_moa", proposers=(ProposerSlot(model="m", sample_index=0, temperature=1.0),)
+    )
     with pytest.raises(ConfigError, match="two temperatures"):
-        asyncio.run(run_experiment([math_q], [a, b], client=MockClient(), store=RunStore(tmp_path),
-                                   progress=False))
+        asyncio.run(
+            run_experiment(
+                [math_q], [a, b], client=MockClient(), store=RunStore(tmp_path), progress=False
+            )
+        )
 
 
 def test_unknown_aggregator_prompt_is_rejected(math_q):
-    spec = ConfigSpec(method="self_moa", proposers=(ProposerSlot(model="m", sample_index=0),),
-                      aggregator=AggregatorSpec(kind="llm", model="agg", prompt_id="nope"))
+    spec = ConfigSpec(
+        method="self_moa",
+        proposers=(ProposerSlot(model="m", sample_index=0),),
+        aggregator=AggregatorSpec(kind="llm", model="agg", prompt_id="nope"),
+    )
     from qdanalysis.moa import run_config
 
     with pytest.raises(ConfigError, match="prompt_id"):

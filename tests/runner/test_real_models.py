@@ -18,18 +18,29 @@ QUESTIONS = Path(__file__).resolve().parents[2] / "data" / "questions"
 
 
 def _configs(models):
-    return (method_configs("self_moa", proposers=models[:1], aggregator=models[0], n_samples=3)
-            + method_configs("self_moa_seq", proposers=models[:1], aggregator=models[0],
-                             n_samples=4, window=3, repeats=1)
-            + method_configs("mixed_moa", proposers=models, aggregator=models[0])
-            + method_configs("single", proposers=models[:1], aggregator=None))
+    return (
+        method_configs("self_moa", proposers=models[:1], aggregator=models[0], n_samples=3)
+        + method_configs(
+            "self_moa_seq",
+            proposers=models[:1],
+            aggregator=models[0],
+            n_samples=4,
+            window=3,
+            repeats=1,
+        )
+        + method_configs("mixed_moa", proposers=models, aggregator=models[0])
+        + method_configs("single", proposers=models[:1], aggregator=None)
+    )
 
 
 def _check_run(tmp_path, client, questions, models, counter):
     store = RunStore(tmp_path)
     configs = _configs(models)
-    s = asyncio.run(run_experiment(questions, configs, client=client, store=store,
-                                   progress=False, max_tokens=24))
+    s = asyncio.run(
+        run_experiment(
+            questions, configs, client=client, store=store, progress=False, max_tokens=24
+        )
+    )
     assert s.n_errors == 0
     df = load_outputs(store.write_outputs(tmp_path / "outputs.jsonl"))
     finals = df[(df.role == "aggregator") & (df.is_final == True)]  # noqa: E712
@@ -37,8 +48,16 @@ def _check_run(tmp_path, client, questions, models, counter):
     seq = df[(df.role == "aggregator") & df.config.str.contains("self_moa_seq")]
     assert sorted(seq.step.unique()) == [0, 1]  # 1 + ceil((4 - 3) / (3 - 1)) windows
     n = counter()
-    s2 = asyncio.run(run_experiment(questions, configs, client=client, store=RunStore(tmp_path),
-                                    progress=False, max_tokens=24))
+    s2 = asyncio.run(
+        run_experiment(
+            questions,
+            configs,
+            client=client,
+            store=RunStore(tmp_path),
+            progress=False,
+            max_tokens=24,
+        )
+    )
     assert counter() == n
     assert s2.n_new_rows == 0
     return df
@@ -72,7 +91,9 @@ def test_tiny_llama_in_process(tmp_path, tiny_llama_dir):
     qs = load_questions(QUESTIONS / "gsm8k_20.jsonl", limit=2)
     df = _check_run(tmp_path, client, qs, ["tiny", "tiny-b"], lambda: backend.n)
     # different samples of one prompt differ (sample-aware seeds)
-    outs = df[(df.role == "proposer") & (df.model == "tiny")].groupby("question_id").output.nunique()
+    outs = (
+        df[(df.role == "proposer") & (df.model == "tiny")].groupby("question_id").output.nunique()
+    )
     assert (outs > 1).all()
 
 
@@ -84,10 +105,20 @@ def test_smollm2_in_process_and_over_http(tmp_path):
     path = smollm2_dir()
     qs = load_questions(QUESTIONS / "csqa_20.jsonl", limit=2)
     backend = Counting(HFLocalClient(path, device="cpu"))
-    _check_run(tmp_path / "inproc", ManagedClient(ModelRouter({"*": backend})), qs,
-               ["smollm2", "smollm2-b"], lambda: backend.n)
+    _check_run(
+        tmp_path / "inproc",
+        ManagedClient(ModelRouter({"*": backend})),
+        qs,
+        ["smollm2", "smollm2-b"],
+        lambda: backend.n,
+    )
     with serve_model(path, extra_args=["--model-name", "smollm2"]) as url:
         http = Counting(OpenAICompatClient(url, api_key_env=None), served="smollm2")
-        df = _check_run(tmp_path / "http", ManagedClient(ModelRouter({"*": http})), qs,
-                        ["smollm2", "smollm2-b"], lambda: http.n)
+        df = _check_run(
+            tmp_path / "http",
+            ManagedClient(ModelRouter({"*": http})),
+            qs,
+            ["smollm2", "smollm2-b"],
+            lambda: http.n,
+        )
     assert (df.status == "ok").all()

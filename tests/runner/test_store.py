@@ -3,8 +3,18 @@ import pytest
 from qdanalysis.errors import DataWarning
 from qdanalysis.store import RunStore
 
-ROW = {"dataset": "d", "question_id": "q", "model": "m", "sample_index": 0, "role": "proposer",
-       "layer": 0, "config_id": None, "step": None, "output": "x", "correct": 1.0}
+ROW = {
+    "dataset": "d",
+    "question_id": "q",
+    "model": "m",
+    "sample_index": 0,
+    "role": "proposer",
+    "layer": 0,
+    "config_id": None,
+    "step": None,
+    "output": "x",
+    "correct": 1.0,
+}
 
 
 def test_truncated_last_line_is_dropped_with_a_warning(tmp_path):

@@ -12,8 +12,11 @@ QUESTIONS = Path(__file__).resolve().parents[2] / "data" / "questions"
 
 
 def test_shipped_question_files_load():
-    for name, task in [("csqa_20", "multiple_choice"), ("gsm8k_20", "math"),
-                       ("cruxeval_o_20", "crux")]:
+    for name, task in [
+        ("csqa_20", "multiple_choice"),
+        ("gsm8k_20", "math"),
+        ("cruxeval_o_20", "crux"),
+    ]:
         qs = load_questions(QUESTIONS / f"{name}.jsonl")
         assert len(qs) == 20
         assert {q.task for q in qs} == {task}
@@ -35,9 +38,19 @@ def test_mc_prompt_lists_choices():
 
 @pytest.mark.parametrize(
     ("line", "column"),
-    [('{"dataset": "d", "question_id": "1", "question": "", "reference": "A", "task": "math"}', "question"),
-     ('{"dataset": "d", "question_id": "1", "question": "q", "reference": "A"}', "task"),
-     ('{"dataset": "d", "question_id": "1", "question": "q", "reference": "A", "choices": "AB"}', "choices")],
+    [
+        (
+            '{"dataset": "d", "question_id": "1", "question": "", "reference": "A", '
+            '"task": "math"}',
+            "question",
+        ),
+        ('{"dataset": "d", "question_id": "1", "question": "q", "reference": "A"}', "task"),
+        (
+            '{"dataset": "d", "question_id": "1", "question": "q", "reference": "A", '
+            '"choices": "AB"}',
+            "choices",
+        ),
+    ],
 )
 def test_bad_question_file_errors_name_file_line_field(tmp_path, line, column):
     p = tmp_path / "q.jsonl"
@@ -51,10 +64,29 @@ def test_bad_question_file_errors_name_file_line_field(tmp_path, line, column):
 
 
 def test_cli_mock_run_resumes_and_validates(tmp_path, capsys):
-    args = ["--questions", str(QUESTIONS / "gsm8k_20.jsonl"), "--limit", "3", "--method",
-            "self_moa_seq", "--proposers", "m", "--aggregator", "agg", "--n-samples", "8",
-            "--window", "4", "--repeats", "2", "--backend", "mock", "--out", str(tmp_path),
-            "--no-progress"]
+    args = [
+        "--questions",
+        str(QUESTIONS / "gsm8k_20.jsonl"),
+        "--limit",
+        "3",
+        "--method",
+        "self_moa_seq",
+        "--proposers",
+        "m",
+        "--aggregator",
+        "agg",
+        "--n-samples",
+        "8",
+        "--window",
+        "4",
+        "--repeats",
+        "2",
+        "--backend",
+        "mock",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "wrote" in out
@@ -71,8 +103,23 @@ def test_cli_mock_run_resumes_and_validates(tmp_path, capsys):
 def test_cli_errors(tmp_path, capsys):
     bad = tmp_path / "q.jsonl"
     bad.write_text("{not json}\n")
-    assert main(["--questions", str(bad), "--method", "single", "--proposers", "m",
-                 "--backend", "mock", "--out", str(tmp_path / "o")]) == 1
+    assert (
+        main(
+            [
+                "--questions",
+                str(bad),
+                "--method",
+                "single",
+                "--proposers",
+                "m",
+                "--backend",
+                "mock",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert err.startswith("error: ")
     assert "line 1" in err
