@@ -306,7 +306,7 @@ class EmbeddingCache:
         model: str,
         hashes: Sequence[str],
         vectors: NDArray[np.float32],
-        n_tokens: Sequence[int] | None = None,
+        n_tokens: Sequence[int] | NDArray[np.integer[Any]] | None = None,
     ) -> None:
         """Store vectors for ``hashes`` under ``model`` and commit."""
         ntok = list(n_tokens) if n_tokens is not None else [None] * len(hashes)

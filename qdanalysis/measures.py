@@ -273,7 +273,7 @@ class HashingEmbedder:
             alternate_sign=False,
             norm="l2",
         )
-        x = hv.transform(list(texts)).toarray().astype(np.float32)
+        x: NDArray[np.float32] = hv.transform(list(texts)).toarray().astype(np.float32)
         empty = ~(x.any(axis=1))
         x[empty, 0] = 1.0
         return x
@@ -286,7 +286,7 @@ class HashingEmbedder:
 def _codes(frame: pd.DataFrame) -> NDArray[np.int64]:
     keys = frame["answer_key"]
     codes, _ = pd.factorize(keys.where(keys.notna(), None), use_na_sentinel=True)
-    return codes.astype(np.int64)
+    return np.asarray(codes, dtype=np.int64)
 
 
 def _nanmean_rows(x: NDArray[np.float64], valid: NDArray[np.bool_]) -> NDArray[np.float64]:

@@ -381,10 +381,13 @@ async def _pool_batch(
             for k, resp in zip(run, resps, strict=True):
                 ctx.book(resp)
                 r = dataclasses.replace(req, sample_index=k)
-                await ctx.once(
-                    _pool_key(q, model, k),
-                    lambda r=r, resp=resp: _generate(ctx, q, r, _proposer_fields(ctx, q), resp),
-                )
+
+                def make(
+                    r: ChatRequest = r, resp: ChatResponse = resp
+                ) -> Awaitable[dict[str, Any]]:
+                    return _generate(ctx, q, r, _proposer_fields(ctx, q), resp)
+
+                await ctx.once(_pool_key(q, model, k), make)
     slots = [ProposerSlot(model=model, sample_index=k, temperature=temp) for k in missing]
     await asyncio.gather(*(_pool_row(ctx, q, s) for s in slots))
 
@@ -708,14 +711,14 @@ async def run_config(
         return MoAResult(final=final, rows=(*pool, final))
     if agg.kind in ("plurality_vote", "oracle"):
         key = _agg_key(question, spec, agg.kind, 0)
-        final = ctx.existing(key)
-        if final is None:
+        agg_row = ctx.existing(key)
+        if agg_row is None:
             if agg.kind == "plurality_vote":
                 ans, akey, corr = plurality_vote(rows, tie_break=tie_break, seed=ctx.seed)
             else:
                 best = max(rows, key=lambda r: float(r["correct"]))
                 ans, akey, corr = best["answer"], best["answer_key"], float(best["correct"])
-            final = _offline_row(
+            agg_row = _offline_row(
                 question,
                 spec,
                 agg.kind,
@@ -725,8 +728,8 @@ async def run_config(
                 key=akey,
                 correct=corr,
             )
-            ctx.save([final])
-        return MoAResult(final=final, rows=(*pool, final))
+            ctx.save([agg_row])
+        return MoAResult(final=agg_row, rows=(*pool, agg_row))
     if agg.prompt_id not in PROMPT_STYLES:
         raise ConfigError(
             f"AggregatorSpec.prompt_id: expected one of {sorted(PROMPT_STYLES)}; got "
@@ -1081,7 +1084,7 @@ async def run_experiment(
     )
     bar.update(done_before)
     try:
-        jobs = []
+        jobs: list[Awaitable[None]] = []
         for q in questions:
             for m, ks in by_model.items():
                 groups: dict[float, list[int]] = {}

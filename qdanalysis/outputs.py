@@ -417,12 +417,12 @@ def _to_number(df: pd.DataFrame, col: str, *, integer: bool, nullable: bool) -> 
     out = np.empty(len(df), dtype=float)
     for i, (idx, v) in enumerate(df[col].items()):
         ok = True
+        val = math.nan  # only read when ok, i.e. after a branch below sets it from ``v``
         if v is None or (isinstance(v, float) and math.isnan(v)):
             if nullable:
                 out[i] = np.nan
                 continue
             ok = False
-            val = v
         elif isinstance(v, bool | np.bool_):
             ok = not integer  # true/false is a score, never an index
             val = float(v)
@@ -430,7 +430,6 @@ def _to_number(df: pd.DataFrame, col: str, *, integer: bool, nullable: bool) -> 
             val = float(v)
         else:
             ok = False
-            val = v
         if ok and (not math.isfinite(val) or (integer and (not val.is_integer() or val < 0))):
             ok = False
         if ok and integer and val > _MAX_INDEX:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from matplotlib.legend import Legend
 
 __all__ = [
     "COLUMN_WIDTHS",
@@ -64,7 +67,8 @@ def paper_style(*, font_size: float = 8.0) -> Iterator[None]:
         "savefig.dpi": 300,
         "figure.dpi": 100,
     }
-    with mpl.rc_context(rc):
+    # rc_context's stub wants a dict keyed by a Literal of every rcParams name.
+    with mpl.rc_context(rc):  # type: ignore[arg-type]
         yield
 
 
@@ -193,7 +197,7 @@ def coefficient_figure(
     plot_coefficients(coefs, reference=reference, ax=ax)
     # One legend under the axes, placed by the layout engine (no gap, no overlap).
     handles, labels = ax.get_legend_handles_labels()
-    ax.get_legend().remove()
+    cast("Legend", ax.get_legend()).remove()  # plot_coefficients always draws one
     fig.legend(
         handles,
         labels,

@@ -133,7 +133,7 @@ def slot_index(
 def _answer_codes(frame: pd.DataFrame) -> NDArray[np.int64]:
     keys = frame["answer_key"]
     codes, _ = pd.factorize(keys.where(keys.notna(), None), use_na_sentinel=True)
-    return codes.astype(np.int64)
+    return np.asarray(codes, dtype=np.int64)
 
 
 #: Groups per eigenvalue call in :func:`_vendi_pairs`: bounds memory (~36 n² bytes per group

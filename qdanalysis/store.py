@@ -146,18 +146,18 @@ class RunStore:
 
     def append(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Append rows as one batch (one write, flush and fsync)."""
-        rows = [dict(r) for r in rows]
-        if not rows:
+        batch = [dict(r) for r in rows]
+        if not batch:
             return
         text = "".join(
-            json.dumps(r, ensure_ascii=False, default=_json_default) + "\n" for r in rows
+            json.dumps(r, ensure_ascii=False, default=_json_default) + "\n" for r in batch
         )
         with self._lock:
             with open(self.path, "a", encoding="utf-8") as fh:
                 fh.write(text)
                 fh.flush()
                 os.fsync(fh.fileno())
-            for r in rows:
+            for r in batch:
                 self._latest[row_key(r)] = r
 
     def get(self, key: RowKey, *, status: str | None = "ok") -> dict[str, Any] | None:

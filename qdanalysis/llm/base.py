@@ -99,7 +99,10 @@ class ChatResponse:
 class ChatClient(Protocol):
     """A chat backend. ``endpoint`` (base URL or model path) is part of the cache key."""
 
-    endpoint: str
+    @property
+    def endpoint(self) -> str:
+        """Base URL or model path; a plain attribute or a read-only property satisfies it."""
+        ...
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         """Return one completion, or raise :class:`~qdanalysis.errors.ProviderError`."""
