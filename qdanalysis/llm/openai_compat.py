@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from .._optional import require
@@ -63,6 +64,15 @@ def parse_retry_after(headers: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+async def _close_at_loop_shutdown(client: Any) -> AsyncGenerator[None, None]:
+    """Suspend until closed; closing (explicitly or at loop shutdown) closes ``client``."""
+    try:
+        yield
+        yield  # never reached: the generator is only ever closed
+    finally:
+        await client.close()
 
 
 class OpenAICompatClient:
@@ -123,31 +133,42 @@ class OpenAICompatClient:
                 )
             self._key = key
         self._clients: dict[int, Any] = {}
+        self._closers: dict[int, AsyncGenerator[None, None]] = {}
         self._n_supported: bool | None = None
 
     def __repr__(self) -> str:
         return f"OpenAICompatClient({self.endpoint!r}, api_key_env={self.api_key_env!r})"
 
-    def _client(self) -> Any:
-        # httpx connection pools belong to one event loop: one SDK client per loop.
+    async def _client(self) -> Any:
+        # httpx connection pools belong to one event loop: one SDK client per loop. Each client
+        # is closed inside its own loop: either by aclose(), or when the loop shuts down (an
+        # `asyncio.run` ends), through an async generator the loop finalises at shutdown.
+        # Otherwise a client left over from a finished loop would be closed later from another
+        # loop, with "Event loop is closed" errors and unclosed-socket warnings.
         loop_id = id(asyncio.get_running_loop())
         client = self._clients.get(loop_id)
         if client is None:
             self._clients.clear()
+            self._closers.clear()
             client = self._openai.AsyncOpenAI(
                 base_url=self.endpoint,
                 api_key=self._key,
                 max_retries=0,
                 timeout=self.timeout_s,
             )
+            closer = _close_at_loop_shutdown(client)
+            await closer.__anext__()  # registers it with this loop's async-generator hooks
             self._clients[loop_id] = client
+            self._closers[loop_id] = closer
         return client
 
     async def aclose(self) -> None:
         """Close the HTTP connections of the current event loop's SDK client."""
-        client = self._clients.pop(id(asyncio.get_running_loop()), None)
-        if client is not None:
-            await client.close()
+        loop_id = id(asyncio.get_running_loop())
+        self._clients.pop(loop_id, None)
+        closer = self._closers.pop(loop_id, None)
+        if closer is not None:
+            await closer.aclose()
 
     def _scrub(self, text: str) -> str:
         if self._key and self._key != _NO_KEY:
@@ -214,7 +235,7 @@ class OpenAICompatClient:
         start = time.perf_counter()
         error: ProviderError | None = None
         try:
-            completion = await self._client().chat.completions.create(**params)
+            completion = await (await self._client()).chat.completions.create(**params)
         except self._openai.OpenAIError as exc:
             error = self._map_error(exc)
         except json.JSONDecodeError as exc:  # the SDK lets a malformed 200 body through as is
