@@ -784,6 +784,11 @@ def load_runs(
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def _aggregator_label(agg: dict[str, Any]) -> str:
+    kind = str(agg.get("kind", "plurality_vote"))
+    return f"llm:{agg['model']}" if kind == "llm" and agg.get("model") else kind
+
+
 def run_method_table(run: pd.DataFrame) -> pd.DataFrame:
     """Final-answer accuracy of a recorded run by configuration, with its method and window.
 
@@ -796,8 +801,9 @@ def run_method_table(run: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        ``dataset, config_id, method, n_proposers, window, repeats, models, n_questions,
-        accuracy`` (% of final aggregator rows correct), sorted by dataset and accuracy.
+        ``dataset, config_id, method, n_proposers, window, repeats, models, aggregator``
+        (``llm:<model>``, ``plurality_vote`` or ``oracle``), ``n_questions, accuracy`` (% of
+        final aggregator rows correct), sorted by dataset and accuracy.
     """
     from .qdtable import aggregator_scores
 
@@ -812,6 +818,7 @@ def run_method_table(run: pd.DataFrame) -> pd.DataFrame:
                 "window",
                 "repeats",
                 "models",
+                "aggregator",
                 "n_questions",
                 "accuracy",
             ]
@@ -835,6 +842,7 @@ def run_method_table(run: pd.DataFrame) -> pd.DataFrame:
                 "window": spec.get("window"),
                 "repeats": spec.get("repeats"),
                 "models": ",".join(sorted({p["model"] for p in props})),
+                "aggregator": _aggregator_label(spec.get("aggregator") or {}),
                 "n_questions": len(g),
                 "accuracy": 100 * float(g["performance"].mean()),
             }

@@ -105,6 +105,7 @@ def test_run_method_table_reads_final_rows():
         "proposers": [{"model": "a", "sample_index": i} for i in range(4)],
         "window": 3,
         "repeats": 1,
+        "aggregator": {"kind": "llm", "model": "agg", "prompt_id": "moa-v1", "temperature": 0.7},
     }
     rows = []
     for q in range(4):
@@ -125,4 +126,5 @@ def test_run_method_table_reads_final_rows():
     assert t.loc[0, "accuracy"] == pytest.approx(75.0)
     assert t.loc[0, "window"] == 3
     assert t.loc[0, "method"] == "self_moa_seq"
+    assert t.loc[0, "aggregator"] == "llm:agg"
     assert run_method_table(pd.DataFrame()).empty
