@@ -433,6 +433,7 @@ def choose_window(
     prompt_tokens: int,
     max_tokens: int,
     repeats: int,
+    n_samples: int | None = None,
     per_reference_overhead: int = 8,
 ) -> int:
     """Largest Self-MoA-Seq window that fits the aggregator's context.
@@ -440,7 +441,7 @@ def choose_window(
     Rule: every shown item is budgeted at ``L + overhead`` tokens, where ``L`` is the larger of
     the longest measured sample and ``max_tokens`` (the synthesis copies can be that long), and
     ``w = floor((context_length - prompt_tokens - max_tokens) / (L + overhead))``, capped at
-    the number of samples.
+    ``n_samples`` (a window cannot show more samples than one question has).
 
     Parameters
     ----------
@@ -454,6 +455,9 @@ def choose_window(
         New tokens reserved for the aggregator's answer.
     repeats
         Copies ``k`` of the synthesis; the window must exceed it.
+    n_samples
+        Samples per question, the cap on the window; ``len(sample_tokens)`` when None (the
+        lengths of one question's samples).
 
     Raises
     ------
@@ -467,11 +471,15 @@ def choose_window(
     3
     >>> choose_window([100] * 20, context_length=4096, prompt_tokens=200, max_tokens=400, repeats=3)
     8
+    >>> choose_window([100] * 20, context_length=4096, prompt_tokens=200, max_tokens=400, repeats=3,
+    ...               n_samples=6)
+    6
     """
     if not sample_tokens:
         raise ConfigError("choose_window: expected measured sample lengths; got none.")
     per = max(max(sample_tokens), max_tokens) + per_reference_overhead
-    w = min((context_length - prompt_tokens - max_tokens) // per, len(sample_tokens))
+    cap = len(sample_tokens) if n_samples is None else n_samples
+    w = min((context_length - prompt_tokens - max_tokens) // per, cap)
     if w < repeats + 1:
         raise ConfigError(
             f"choose_window: expected room for at least repeats + 1 = {repeats + 1} items; only "

@@ -348,6 +348,7 @@ async def _main_async(args: argparse.Namespace) -> int:
                 prompt_tokens=prompt,
                 max_tokens=args.max_tokens,
                 repeats=args.repeats,
+                n_samples=args.n_samples,
             )
             print(f"window: {window} (auto, from {len(lengths)} measured samples)")  # noqa: T201
             configs = configs_for(window)

@@ -126,3 +126,43 @@ def test_cli_errors(tmp_path, capsys):
     assert main(["--questions", str(bad)]) == 2
     assert main(["--help"]) == 0
     assert "--n-samples" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("context", "expected"), [(4096, 6), (600, 3)])
+def test_cli_window_auto_fits_context_and_sample_count(tmp_path, capsys, context, expected):
+    """--window auto: never more than the samples of one question, smaller for a short context."""
+    args = [
+        "--questions",
+        str(QUESTIONS / "gsm8k_20.jsonl"),
+        "--limit",
+        "2",
+        "--method",
+        "self_moa_seq",
+        "--proposers",
+        "m",
+        "--aggregator",
+        "m",
+        "--n-samples",
+        "6",
+        "--window",
+        "auto",
+        "--repeats",
+        "2",
+        "--context-length",
+        str(context),
+        "--max-tokens",
+        "64",
+        "--backend",
+        "mock",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    assert f"window: {expected} (auto" in capsys.readouterr().out
+    df = load_outputs(tmp_path / "outputs.jsonl")
+    agg = df[df.role == "aggregator"]
+    assert {json.loads(c)["window"] for c in agg["config"]} == {expected}
+    # 1 + ceil((N - w) / (w - k)) aggregation steps per question
+    steps = 1 + -(-(6 - expected) // (expected - 2))
+    assert agg.groupby("question_id")["step"].nunique().eq(steps).all()
