@@ -235,22 +235,33 @@ class _Context:
             raise ConfigError(
                 f"task {task.name!r} is judged: pass judge_model= (CLI: --judge-model)."
             )
-        req = ChatRequest(
-            model=self.judge_model,
-            messages=tuple(judge_messages(q, strip_think(text)[0])),
-            temperature=0.0,
-            max_tokens=64,
-            seed=_seed_for(self.seed, "judge"),
-        )
-        resp = await self.client.complete(req)
-        self.book(resp)
-        score = parse_judgement(resp.text)
+        # Judge both orders (candidate as Response A, then as Response B) and average the parsed
+        # verdicts, so a judge that prefers one position cannot move the score.
+        candidate = strip_think(text)[0]
+        verdicts: list[float] = []
+        replies: list[str] = []
+        for swap in (False, True):
+            req = ChatRequest(
+                model=self.judge_model,
+                messages=tuple(judge_messages(q, candidate, swap=swap)),
+                temperature=0.0,
+                max_tokens=64,
+                seed=_seed_for(self.seed, "judge"),
+            )
+            resp = await self.client.complete(req)
+            self.book(resp)
+            replies.append(resp.text)
+            score = parse_judgement(resp.text, swap=swap)
+            if score is not None:
+                verdicts.append(score)
+        correct = sum(verdicts) / len(verdicts) if verdicts else 0.0
         return (
-            Graded(answer=None, answer_key=None, correct=score or 0.0, extraction=None),
+            Graded(answer=None, answer_key=None, correct=correct, extraction=None),
             {
                 "judge_model": self.judge_model,
-                "judge_output": resp.text,
-                "judge_parsed": score is not None,
+                "judge_output": replies[0],
+                "judge_output_swapped": replies[1],
+                "judge_parsed": len(verdicts),
             },
         )
 
