@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from qdanalysis._hashing import text_sha256
+from qdanalysis.analysis.embeddings import Embeddings
 from qdanalysis.configs import generate_configs
-from qdanalysis.embeddings import Embeddings
 
 
 def synthetic_study(

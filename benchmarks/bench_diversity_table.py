@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from qdanalysis.diversity import vendi_score
-from qdanalysis.qdtable import _vendi_pairs, measure_pairs, slot_index
+from qdanalysis.analysis.diversity import vendi_score
+from qdanalysis.analysis.qdtable import _vendi_pairs, measure_pairs, slot_index
 
 from ._common import Result, fmt_s, paired, timed
 from ._synthetic import synthetic_study

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Peak RSS from VmHWM (ru_maxrss would carry the forking parent's peak across exec on Linux).
 _CHILD = (
     "import sys\n"
-    "from qdanalysis.fit import main\n"
+    "from qdanalysis.cli.fit import main\n"
     "rc = main(sys.argv[1:])\n"
     "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')]\n"
     "print('MAXRSS_KB', hwm[0].split()[1] if hwm else 'nan')\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qdanalysis.embeddings import EmbeddingCache, SentenceTransformerEmbedder, embed_texts
+from qdanalysis.analysis.embeddings import EmbeddingCache, SentenceTransformerEmbedder, embed_texts
 
 from ._common import Paired, Result, goal_met, paired, timed
 

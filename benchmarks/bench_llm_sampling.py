@@ -24,10 +24,10 @@ sys.path[:0] = [str(_ROOT), str(_ROOT / "tests" / "runner" / "llm")]
 
 from fixtures import serve_model  # noqa: E402
 
-from qdanalysis.llm import ChatRequest  # noqa: E402
-from qdanalysis.llm.hf_local import HFLocalClient  # noqa: E402
-from qdanalysis.llm.local_models import make_tiny_llama, prepare_smollm2  # noqa: E402
-from qdanalysis.llm.openai_compat import OpenAICompatClient  # noqa: E402
+from qdanalysis.runner.llm import ChatRequest  # noqa: E402
+from qdanalysis.runner.llm.hf_local import HFLocalClient  # noqa: E402
+from qdanalysis.runner.llm.openai_compat import OpenAICompatClient  # noqa: E402
+from qdanalysis.testing.local_models import make_tiny_llama, prepare_smollm2  # noqa: E402
 
 N = 6
 

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 
-from qdanalysis.diversity import vendi_score
+from qdanalysis.analysis.diversity import vendi_score
 
 from ._common import Result, goal_met, paired
 

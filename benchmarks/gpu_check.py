@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print("CUDA is not available: GPU check skipped (nothing written).")
         return 0
-    from qdanalysis.diversity import _vendi_score_torch, vendi_score
-    from qdanalysis.embeddings import SentenceTransformerEmbedder, embed_texts
+    from qdanalysis.analysis.diversity import _vendi_score_torch, vendi_score
+    from qdanalysis.analysis.embeddings import SentenceTransformerEmbedder, embed_texts
 
     from .bench_embeddings import real_texts
     from .bench_vendi import random_grams

@@ -5,8 +5,8 @@ draw that fills each slot, plus an aggregator. Sample ``k`` of type ``m`` is one
 question, shared by every configuration naming ``(m, k)``, so hundreds of configurations cost no
 extra generation.
 
-Neighbours: :mod:`qdanalysis.outputs` supplies the rows; :mod:`qdanalysis.diversity`,
-:mod:`qdanalysis.quality` and :mod:`qdanalysis.performance` measure each configuration.
+Neighbours: :mod:`qdanalysis.outputs` supplies the rows; :mod:`qdanalysis.analysis.diversity`,
+:mod:`qdanalysis.quality` and :mod:`qdanalysis.analysis.performance` measure each configuration.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Every error the toolkit raises on purpose derives from :class:`QDAnalysisError` 
 builtin it refines (``ValueError``, ``ImportError``, ``RuntimeError``), so callers can catch
 either. Messages follow one template: ``"<where>: expected <what>; got <value!r>. <fix>"``.
 
-Neighbours: every other module raises these; :mod:`qdanalysis._cli` turns them into one
+Neighbours: every other module raises these; :mod:`qdanalysis.cli._common` turns them into one
 ``error: <message>`` line and exit code 1.
 """
 

@@ -5,7 +5,7 @@ aggregator outputs of our runs, all in one tidy long table. Every analysis reads
 every reader here checks it strictly and says where a problem is and how to fix it.
 
 Neighbours: :mod:`qdanalysis.configs` builds configurations over the proposer rows;
-:mod:`qdanalysis.store` writes runner rows in this schema.
+:mod:`qdanalysis.runner.store` writes runner rows in this schema.
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ def outputs_small(shipped_outputs: pd.DataFrame) -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def minilm():
     """The real all-MiniLM-L6-v2 embedder (offline, CPU), loaded once."""
-    from qdanalysis.embeddings import SentenceTransformerEmbedder
+    from qdanalysis.analysis.embeddings import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder(device="cpu")
 
@@ -89,7 +89,7 @@ def shipped_cache_dir(tmp_path_factory: pytest.TempPathFactory, shipped_outputs,
     """
     import warnings
 
-    from qdanalysis.embeddings import EmbeddingCache, embed_texts
+    from qdanalysis.analysis.embeddings import EmbeddingCache, embed_texts
     from qdanalysis.errors import DataWarning
 
     env = os.environ.get("QDANALYSIS_TEST_SHARED_CACHE")

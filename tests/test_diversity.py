@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from qdanalysis.diversity import (
+from qdanalysis.analysis.diversity import (
     hill_number,
     pairwise_cosine_distance,
     slice_grams,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qdanalysis.embeddings import EmbeddingCache, Embeddings, embed_texts
+from qdanalysis.analysis.embeddings import EmbeddingCache, Embeddings, embed_texts
 from qdanalysis.errors import DataError, DataWarning
 
 QUICKSTART = ["The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium."]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from qdanalysis.fit import main
+from qdanalysis.cli.fit import main
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from qdanalysis.analysis.embeddings import embed_texts
+from qdanalysis.analysis.performance import oracle_scores, plurality_vote_scores
+from qdanalysis.analysis.qdtable import aggregator_scores, build_qd_table, measure_pairs
 from qdanalysis.configs import AggregatorSpec, ConfigSpec, ProposerSlot, generate_configs
-from qdanalysis.embeddings import embed_texts
 from qdanalysis.errors import DataWarning
 from qdanalysis.outputs import add_proposer_column
-from qdanalysis.performance import oracle_scores, plurality_vote_scores
-from qdanalysis.qdtable import aggregator_scores, build_qd_table, measure_pairs
 
 
 def brute_force_plurality(keys, correct):

@@ -4,8 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qdanalysis.errors import DataError, StatisticalWarning
-from qdanalysis.regression import (
+from qdanalysis.analysis.regression import (
     RegressionSpec,
     coefficient_table,
     compare_terms,
@@ -13,6 +12,7 @@ from qdanalysis.regression import (
     fit_ols,
     standardize,
 )
+from qdanalysis.errors import DataError, StatisticalWarning
 
 
 @pytest.fixture

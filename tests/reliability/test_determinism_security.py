@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from rel_helpers import REPO, cli_args
 
-from qdanalysis import fit
+from qdanalysis.cli import fit
 from qdanalysis.errors import QDAnalysisWarning
 
 FAKE_KEY = "sk-test-RELIABILITY-0123456789abcdefXYZ"

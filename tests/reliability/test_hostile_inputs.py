@@ -10,7 +10,7 @@ import pytest
 from hostile_cases import ACCEPTED, CASES, Hostile
 from rel_helpers import jsonl_bytes, listing, row
 
-from qdanalysis import fit
+from qdanalysis.cli import fit
 from qdanalysis.errors import DataError, DataWarning
 from qdanalysis.outputs import load_outputs
 

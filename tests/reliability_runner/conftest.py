@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from qdanalysis.llm import managed
+from qdanalysis.runner.llm import managed
 
 # The suite's helper modules (fault_server, rr_helpers) import by their plain names.
 sys.path.insert(0, str(Path(__file__).parent))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from qdanalysis.store import ROW_KEY
+from qdanalysis.runner.store import ROW_KEY
 
 #: Columns that legitimately differ between two runs of the same command: timing, cache hits,
 #: messages of retried errors, and per-sample completion tokens, which an OpenAI-style server

@@ -12,14 +12,14 @@ import pytest
 from fault_server import Arrival, fault_server, first_attempts
 from rr_helpers import comparable, store_lines, write_questions
 
-from qdanalysis import run as run_cli
+from qdanalysis.cli import run as run_cli
 from qdanalysis.errors import ProviderError
-from qdanalysis.llm.base import ChatRequest
-from qdanalysis.llm.managed import ManagedClient, RetryPolicy
-from qdanalysis.llm.openai_compat import OpenAICompatClient
-from qdanalysis.moa import method_configs, run_experiment
-from qdanalysis.store import ROW_KEY, RunStore
-from qdanalysis.tasks import Question
+from qdanalysis.runner.llm.base import ChatRequest
+from qdanalysis.runner.llm.managed import ManagedClient, RetryPolicy
+from qdanalysis.runner.llm.openai_compat import OpenAICompatClient
+from qdanalysis.runner.moa import method_configs, run_experiment
+from qdanalysis.runner.store import ROW_KEY, RunStore
+from qdanalysis.runner.tasks import Question
 
 REQ = ChatRequest(model="m", messages=({"role": "user", "content": "hi"},), seed=3)
 TRANSIENT = ("429", "500", "503", "truncated", "drop", "slow")

@@ -16,10 +16,10 @@ from fault_server import Arrival, fault_server
 from rr_helpers import write_questions
 
 from qdanalysis.errors import AuthError, ProviderError
-from qdanalysis.llm.base import ChatRequest
-from qdanalysis.llm.cache import ResponseCache
-from qdanalysis.llm.managed import ManagedClient, RetryPolicy
-from qdanalysis.llm.openai_compat import OpenAICompatClient
+from qdanalysis.runner.llm.base import ChatRequest
+from qdanalysis.runner.llm.cache import ResponseCache
+from qdanalysis.runner.llm.managed import ManagedClient, RetryPolicy
+from qdanalysis.runner.llm.openai_compat import OpenAICompatClient
 
 REPO = Path(__file__).resolve().parents[2]
 N, CAP = 1000, 16

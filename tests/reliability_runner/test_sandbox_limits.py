@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from qdanalysis.sandbox import run_python
+from qdanalysis.runner.sandbox import run_python
 
 
 def test_infinite_loop_is_killed_at_the_wall_clock_limit(figures: dict) -> None:

@@ -11,7 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "llm"))  # the LLM suite's model/server helpers
 from fixtures import serve_model, smollm2_dir, tiny_model_dir
 
-from qdanalysis.tasks import Question
+from qdanalysis.runner.tasks import Question
 from qdanalysis.testing import MockClient
 
 os.environ["HF_HUB_OFFLINE"] = "1"

@@ -1,7 +1,7 @@
 import pytest
 
-from qdanalysis.answers import answer_key, check_answer, extract_answer, grade, strip_think
 from qdanalysis.errors import ConfigError
+from qdanalysis.runner.answers import answer_key, check_answer, extract_answer, grade, strip_think
 
 
 def test_json_block_wins_over_later_text():

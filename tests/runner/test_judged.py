@@ -5,10 +5,10 @@ import re
 
 import pytest
 
-from qdanalysis.moa import method_configs, run_experiment
 from qdanalysis.outputs import load_outputs
-from qdanalysis.store import RunStore
-from qdanalysis.tasks import Question
+from qdanalysis.runner.moa import method_configs, run_experiment
+from qdanalysis.runner.store import RunStore
+from qdanalysis.runner.tasks import Question
 from qdanalysis.testing import MockClient
 
 QUESTIONS = [

@@ -6,8 +6,9 @@ import pytest
 
 from qdanalysis.configs import AggregatorSpec, ConfigSpec, ProposerSlot
 from qdanalysis.errors import ConfigError
-from qdanalysis.llm.managed import ManagedClient, RetryPolicy
-from qdanalysis.moa import (
+from qdanalysis.outputs import load_outputs
+from qdanalysis.runner.llm.managed import ManagedClient, RetryPolicy
+from qdanalysis.runner.moa import (
     method_configs,
     mixed_moa,
     plurality_vote,
@@ -17,9 +18,8 @@ from qdanalysis.moa import (
     seq_windows,
     usc,
 )
-from qdanalysis.outputs import load_outputs
-from qdanalysis.prompts import AGGREGATE_AND_SYNTHESIZE
-from qdanalysis.store import RunStore
+from qdanalysis.runner.prompts import AGGREGATE_AND_SYNTHESIZE
+from qdanalysis.runner.store import RunStore
 from qdanalysis.testing import MockClient, fail_times
 
 
@@ -302,7 +302,7 @@ def test_unknown_aggregator_prompt_is_rejected(math_q):
         proposers=(ProposerSlot(model="m", sample_index=0),),
         aggregator=AggregatorSpec(kind="llm", model="agg", prompt_id="nope"),
     )
-    from qdanalysis.moa import run_config
+    from qdanalysis.runner.moa import run_config
 
     with pytest.raises(ConfigError, match="prompt_id"):
         asyncio.run(run_config(math_q, spec, client=MockClient()))

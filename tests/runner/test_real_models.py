@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from fixtures import serve_model, smollm2_dir  # on sys.path via conftest
 
-from qdanalysis.llm.managed import ManagedClient
-from qdanalysis.moa import method_configs, run_experiment
+from qdanalysis.cli.run import ModelRouter
 from qdanalysis.outputs import load_outputs
-from qdanalysis.run import ModelRouter
-from qdanalysis.store import RunStore
-from qdanalysis.tasks import load_questions
+from qdanalysis.runner.llm.managed import ManagedClient
+from qdanalysis.runner.moa import method_configs, run_experiment
+from qdanalysis.runner.store import RunStore
+from qdanalysis.runner.tasks import load_questions
 
 QUESTIONS = Path(__file__).resolve().parents[2] / "data" / "questions"
 
@@ -84,7 +84,7 @@ class Counting:
 
 
 def test_tiny_llama_in_process(tmp_path, tiny_llama_dir):
-    from qdanalysis.llm.hf_local import HFLocalClient
+    from qdanalysis.runner.llm.hf_local import HFLocalClient
 
     backend = Counting(HFLocalClient(tiny_llama_dir, device="cpu"))
     client = ManagedClient(ModelRouter({"tiny": backend, "tiny-b": backend}))
@@ -99,8 +99,8 @@ def test_tiny_llama_in_process(tmp_path, tiny_llama_dir):
 
 @pytest.mark.slow
 def test_smollm2_in_process_and_over_http(tmp_path):
-    from qdanalysis.llm.hf_local import HFLocalClient
-    from qdanalysis.llm.openai_compat import OpenAICompatClient
+    from qdanalysis.runner.llm.hf_local import HFLocalClient
+    from qdanalysis.runner.llm.openai_compat import OpenAICompatClient
 
     path = smollm2_dir()
     qs = load_questions(QUESTIONS / "csqa_20.jsonl", limit=2)

@@ -6,13 +6,13 @@ import subprocess
 import sys
 import time
 
-from qdanalysis.store import RunStore
+from qdanalysis.runner.store import RunStore
 
 SCRIPT = r"""
 import asyncio, sys
-from qdanalysis.moa import method_configs, run_experiment
-from qdanalysis.store import RunStore
-from qdanalysis.tasks import Question
+from qdanalysis.runner.moa import method_configs, run_experiment
+from qdanalysis.runner.store import RunStore
+from qdanalysis.runner.tasks import Question
 from qdanalysis.testing import MockClient
 qs = [Question(dataset="d", question_id=f"q{i}", question=f"{i}+1?", reference=str(i + 1),
                task="math") for i in range(4)]

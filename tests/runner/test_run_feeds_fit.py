@@ -19,12 +19,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from qdanalysis.cli.fit import main as fit_main
 from qdanalysis.configs import AggregatorSpec, ConfigSpec, ProposerSlot
-from qdanalysis.fit import main as fit_main
-from qdanalysis.llm.managed import ManagedClient
-from qdanalysis.moa import method_accuracy, run_experiment
-from qdanalysis.store import RunStore
-from qdanalysis.tasks import load_questions
+from qdanalysis.runner.llm.managed import ManagedClient
+from qdanalysis.runner.moa import method_accuracy, run_experiment
+from qdanalysis.runner.store import RunStore
+from qdanalysis.runner.tasks import load_questions
 from qdanalysis.testing import MockClient
 
 QUESTIONS = Path(__file__).resolve().parents[2] / "data" / "questions"

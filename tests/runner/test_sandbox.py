@@ -1,6 +1,6 @@
 import os
 
-from qdanalysis.sandbox import network_isolation_available, run_python
+from qdanalysis.runner.sandbox import network_isolation_available, run_python
 
 
 def test_runs_code_in_an_empty_temp_dir():

@@ -1,7 +1,7 @@
 import pytest
 
 from qdanalysis.errors import DataWarning
-from qdanalysis.store import RunStore
+from qdanalysis.runner.store import RunStore
 
 ROW = {
     "dataset": "d",

@@ -3,10 +3,10 @@ from pathlib import Path
 
 import pytest
 
+from qdanalysis.cli.run import main
 from qdanalysis.errors import DataError
 from qdanalysis.outputs import load_outputs
-from qdanalysis.run import main
-from qdanalysis.tasks import get_task, load_questions
+from qdanalysis.runner.tasks import get_task, load_questions
 
 QUESTIONS = Path(__file__).resolve().parents[2] / "data" / "questions"
 

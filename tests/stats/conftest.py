@@ -1,6 +1,7 @@
 """Fixtures of the statistics tests: a small real analysis of the shipped outputs.
 
-The analysis embeds with the model-free :class:`qdanalysis.measures.HashingEmbedder`, so these
+The analysis embeds with the model-free :class:`qdanalysis.analysis.measures.HashingEmbedder`, so
+these
 tests need no sentence-transformers model; notebook tests (``slow``) use the real one.
 """
 
@@ -34,8 +35,8 @@ def small_outputs() -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def small_analysis(small_outputs):
-    from qdanalysis.measures import HashingEmbedder
-    from qdanalysis.pipeline import analyze
+    from qdanalysis.analysis.measures import HashingEmbedder
+    from qdanalysis.analysis.pipeline import analyze
 
     return analyze(
         small_outputs,

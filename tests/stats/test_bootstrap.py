@@ -2,10 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qdanalysis.errors import ConfigError, StatisticalWarning
-from qdanalysis.qdtable import summarise_pairs
-from qdanalysis.regression import RegressionSpec, fit_ols
-from qdanalysis.stats import (
+from qdanalysis.analysis.qdtable import summarise_pairs
+from qdanalysis.analysis.regression import RegressionSpec, fit_ols
+from qdanalysis.analysis.stats import (
     _weighted_fits,
     bootstrap_coefs,
     diagnostics_table,
@@ -14,6 +13,7 @@ from qdanalysis.stats import (
     r2_table,
     uncertainty_table,
 )
+from qdanalysis.errors import ConfigError, StatisticalWarning
 
 
 def _pairs(seed=0, n_cfg=35, n_q=12, drop=0):

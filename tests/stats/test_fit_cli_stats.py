@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_fit_writes_bootstrap_and_latex_tables(tmp_path, monkeypatch, capsys):
-    from qdanalysis.fit import main
+    from qdanalysis.cli.fit import main
 
     monkeypatch.setenv(
         "QDANALYSIS_CACHE_DIR", os.environ.get("QDANALYSIS_CACHE_DIR", str(ROOT / "data/cache"))

@@ -5,9 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qdanalysis.diversity import vendi_score
-from qdanalysis.errors import DataError
-from qdanalysis.measures import (
+from qdanalysis.analysis.diversity import vendi_score
+from qdanalysis.analysis.measures import (
     HashingEmbedder,
     answer_count,
     answer_entropy,
@@ -16,6 +15,7 @@ from qdanalysis.measures import (
     measure_table,
     pooled_vendi,
 )
+from qdanalysis.errors import DataError
 
 qualities = st.lists(st.floats(0, 1, allow_nan=False), min_size=1, max_size=8)
 

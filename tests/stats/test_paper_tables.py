@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
 
-from qdanalysis.errors import ConfigError
-from qdanalysis.paper import (
+from qdanalysis.analysis.paper import (
     TABLE4,
     load_paper_table,
     parse_multiset,
@@ -10,6 +9,7 @@ from qdanalysis.paper import (
     proxy_quality,
     table4_statistics,
 )
+from qdanalysis.errors import ConfigError
 
 
 def test_proxy_correlations_equal_the_paper():

@@ -4,10 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qdanalysis.errors import ConfigError
-from qdanalysis.measures import measure_table
-from qdanalysis.performance import plurality_vote_scores
-from qdanalysis.stats import (
+from qdanalysis.analysis.measures import measure_table
+from qdanalysis.analysis.performance import plurality_vote_scores
+from qdanalysis.analysis.stats import (
     method_table,
     run_method_table,
     sensitivity_long,
@@ -16,6 +15,7 @@ from qdanalysis.stats import (
     single_model_table,
     vote_scaling_curve,
 )
+from qdanalysis.errors import ConfigError
 
 
 def test_sensitivity_paper_row_equals_the_pipeline_fit(small_analysis, small_outputs):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import qdanalysis.llm.managed as managed
+import qdanalysis.runner.llm.managed as managed
 
 sys.path.insert(0, str(Path(__file__).parent))  # works under any pytest import mode
 from fixtures import serve_model, smollm2_dir, tiny_model_dir
@@ -36,7 +36,7 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_client(tiny_dir: Path):  # type: ignore[no-untyped-def]
-    from qdanalysis.llm.hf_local import HFLocalClient
+    from qdanalysis.runner.llm.hf_local import HFLocalClient
 
     client = HFLocalClient(tiny_dir, device="cpu")
     client.warm_up()
@@ -57,7 +57,7 @@ def smollm2_path() -> Path:
 
 @pytest.fixture(scope="session")
 def smollm2_client(smollm2_path: Path):  # type: ignore[no-untyped-def]
-    from qdanalysis.llm.hf_local import HFLocalClient
+    from qdanalysis.runner.llm.hf_local import HFLocalClient
 
     client = HFLocalClient(smollm2_path, device="cpu")
     client.warm_up()

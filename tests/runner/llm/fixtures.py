@@ -3,7 +3,8 @@
 - ``tiny_model_dir(root)``: write the tiny random Llama once under ``root``.
 - ``smollm2_dir()``: SmolLM2-135M-Instruct converted once into ``$QDANALYSIS_MODEL_CACHE``
   (default ``~/.cache/qdanalysis/models``).
-- ``serve_model(model_dir, ...)``: run ``python -m qdanalysis.llm.server`` on a free loopback port
+- ``serve_model(model_dir, ...)``: run ``python -m qdanalysis.runner.llm.server`` on a free
+loopback port
   in a subprocess; yields the ``/v1`` base URL; kills the process on exit.
 - ``serve_app(app)``: run an ASGI app (e.g. ``create_app(FakeBackend(), ...)``) with uvicorn in a
   thread on a free loopback port; yields the ``/v1`` base URL.
@@ -27,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from qdanalysis.errors import ProviderError
-from qdanalysis.llm.base import ChatRequest, ChatResponse
-from qdanalysis.llm.local_models import default_model_cache, make_tiny_llama, prepare_smollm2
+from qdanalysis.runner.llm.base import ChatRequest, ChatResponse
+from qdanalysis.testing.local_models import default_model_cache, make_tiny_llama, prepare_smollm2
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -80,7 +81,7 @@ def serve_model(
     cmd = [
         sys.executable,
         "-m",
-        "qdanalysis.llm.server",
+        "qdanalysis.runner.llm.server",
         "--model",
         str(model_dir),
         "--host",

@@ -18,7 +18,7 @@ import pytest
 from fixtures import FakeBackend, free_port, serve_app
 
 from qdanalysis.errors import AuthError, ConfigError, ProviderError
-from qdanalysis.llm import ChatRequest, ManagedClient, ResponseCache, RetryPolicy
+from qdanalysis.runner.llm import ChatRequest, ManagedClient, ResponseCache, RetryPolicy
 
 MSGS = ({"role": "user", "content": "What is the capital of France?"},)
 
@@ -41,7 +41,7 @@ def run_with(client: Any, fn: Callable[[Any], Awaitable[Any]]) -> Any:
 def chat_client(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Any, str]:
     kind = request.param
     if "http" in kind:
-        from qdanalysis.llm.openai_compat import OpenAICompatClient
+        from qdanalysis.runner.llm.openai_compat import OpenAICompatClient
 
         client: Any = OpenAICompatClient(request.getfixturevalue("tiny_server"), api_key_env=None)
     else:
@@ -117,7 +117,7 @@ def test_contract_oversized_request_is_fatal(chat_client: tuple[Any, str]) -> No
 
 
 def test_http_matches_in_process_for_same_seed(tiny_client: Any, tiny_server: str) -> None:
-    from qdanalysis.llm.openai_compat import OpenAICompatClient
+    from qdanalysis.runner.llm.openai_compat import OpenAICompatClient
 
     http = OpenAICompatClient(tiny_server, api_key_env=None)
     for k in (0, 2):
@@ -143,7 +143,7 @@ def test_stop_strings_cut_the_text(tiny_client: Any) -> None:
 
 # HTTP error mapping with injected faults --------------------------------------------------------
 def fault_server(**faults: Any) -> Any:
-    from qdanalysis.llm.server import FaultSpec, create_app
+    from qdanalysis.runner.llm.server import FaultSpec, create_app
 
     return serve_app(
         create_app(FakeBackend(supports_n=True), model_name="fake", faults=FaultSpec(**faults))
@@ -157,7 +157,7 @@ def fake_req(**kw: Any) -> ChatRequest:
 def test_http_429_maps_to_rate_limit_and_managed_client_honours_retry_after(
     no_retry_wait: list[float],
 ) -> None:
-    from qdanalysis.llm.openai_compat import OpenAICompatClient
+    from qdanalysis.runner.llm.openai_compat import OpenAICompatClient
 
     with fault_server(status=429, count=2, retry_after=0.5) as url:
         raw = OpenAICompatClient(url, api_key_env=None)
@@ -172,7 +172,7 @@ def test_http_429_maps_to_rate_limit_and_managed_client_honours_retry_after(
 
 
 def test_http_500_maps_to_transient_and_is_retried_then_booked() -> None:
-    from qdanalysis.llm.openai_compat import OpenAICompatClient
+    from qdanalysis.runner.llm.openai_compat import OpenAICompatClient
 
     with fault_server(status=500, count=10) as url:
         managed = ManagedClient(
@@ -186,7 +186,7 @@ def test_http_500_maps_to_transient_and_is_retried_then_booked() -> None:
 
 
 def test_http_404_unknown_model_is_fatal() -> None:
-    from qdanalysis.llm.openai_compat import OpenAICompatClient
+    from qdanalysis.runner.llm.openai_compat import OpenAICompatClient
 
     with fault_server() as url:
         with pytest.raises(ProviderError, match="not found") as info:
@@ -199,7 +199,7 @@ def test_http_404_unknown_model_is_fatal() -> None:
 
 
 def test_connection_refused_is_transient() -> None:
-    from qdanalysis.llm.openai_compat import OpenAICompatClient
+    from qdanalysis.runner.llm.openai_compat import OpenAICompatClient
 
     client = OpenAICompatClient(f"http://127.0.0.1:{free_port()}/v1", api_key_env=None)
     with pytest.raises(ProviderError) as info:
@@ -208,7 +208,7 @@ def test_connection_refused_is_transient() -> None:
 
 
 def test_server_ignoring_n_falls_back_to_separate_requests() -> None:
-    from qdanalysis.llm.openai_compat import OpenAICompatClient
+    from qdanalysis.runner.llm.openai_compat import OpenAICompatClient
 
     with fault_server(ignore_n=True) as url:
         client = OpenAICompatClient(url, api_key_env=None)
@@ -220,7 +220,7 @@ def test_server_ignoring_n_falls_back_to_separate_requests() -> None:
 def test_api_key_never_leaks(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
-    from qdanalysis.llm.openai_compat import OpenAICompatClient
+    from qdanalysis.runner.llm.openai_compat import OpenAICompatClient
 
     secret = "sk-test-SECRET-0123456789"
     monkeypatch.setenv("QDA_TEST_KEY", secret)
@@ -247,7 +247,7 @@ def test_api_key_never_leaks(
 
 
 def test_missing_key_variable_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from qdanalysis.llm.openai_compat import OpenAICompatClient
+    from qdanalysis.runner.llm.openai_compat import OpenAICompatClient
 
     monkeypatch.delenv("QDA_UNSET_KEY", raising=False)
     with pytest.raises(ConfigError, match="QDA_UNSET_KEY"):
@@ -266,7 +266,7 @@ def test_models_endpoint_lists_the_served_model(tiny_server: str) -> None:
 
 
 def test_managed_n_over_http_uses_one_call(tiny_server: str, tmp_path: Path) -> None:
-    from qdanalysis.llm.openai_compat import OpenAICompatClient
+    from qdanalysis.runner.llm.openai_compat import OpenAICompatClient
 
     managed = ManagedClient(
         OpenAICompatClient(tiny_server, api_key_env=None), cache=ResponseCache(tmp_path / "c.db")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from qdanalysis.errors import ConfigError
-from qdanalysis.llm import ChatRequest, ChatResponse, ResponseCache
+from qdanalysis.runner.llm import ChatRequest, ChatResponse, ResponseCache
 
 REQ = ChatRequest(model="m", messages=({"role": "user", "content": "q"},), temperature=0.7, seed=1)
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -86,7 +86,7 @@ def test_readable_after_writer_is_sigkilled(tmp_path: Path) -> None:
     code = textwrap.dedent(
         f"""
         import pathlib, time
-        from qdanalysis.llm import ChatRequest, ChatResponse, ResponseCache
+        from qdanalysis.runner.llm import ChatRequest, ChatResponse, ResponseCache
         cache = ResponseCache({str(path)!r})
         req = ChatRequest(model="m", messages=({{"role": "user", "content": "q"}},))
         for k in range(5):

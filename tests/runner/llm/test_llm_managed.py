@@ -9,7 +9,13 @@ import pytest
 from fixtures import FakeBackend
 
 from qdanalysis.errors import AuthError, ConfigError, ProviderError
-from qdanalysis.llm import ChatRequest, ManagedClient, ResponseCache, RetryPolicy, UsageLedger
+from qdanalysis.runner.llm import (
+    ChatRequest,
+    ManagedClient,
+    ResponseCache,
+    RetryPolicy,
+    UsageLedger,
+)
 
 REQ = ChatRequest(model="m", messages=({"role": "user", "content": "q"},), seed=5)
 

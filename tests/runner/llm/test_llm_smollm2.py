@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from qdanalysis.llm import ChatRequest
+from qdanalysis.runner.llm import ChatRequest
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ def run_with(client: Any, coro_fn: Any) -> Any:
 @pytest.fixture(params=["in_process", "http"])
 def smol(request: pytest.FixtureRequest) -> Any:
     if request.param == "http":
-        from qdanalysis.llm.openai_compat import OpenAICompatClient
+        from qdanalysis.runner.llm.openai_compat import OpenAICompatClient
 
         return OpenAICompatClient(request.getfixturevalue("smollm2_server"), api_key_env=None)
     return request.getfixturevalue("smollm2_client")

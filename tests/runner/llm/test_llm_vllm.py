@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from qdanalysis.errors import MissingDependencyError
-from qdanalysis.llm import ChatRequest
+from qdanalysis.runner.llm import ChatRequest
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
@@ -24,7 +24,7 @@ def _has_cuda() -> bool:
 
 @pytest.mark.skipif(HAS_VLLM, reason="vllm is installed")
 def test_missing_vllm_names_the_pip_command() -> None:
-    from qdanalysis.llm.vllm_offline import VLLMOfflineClient
+    from qdanalysis.runner.llm.vllm_offline import VLLMOfflineClient
 
     with pytest.raises(MissingDependencyError, match=r"pip install 'qdanalysis\[gpu\]'"):
         VLLMOfflineClient("any-model")
@@ -33,7 +33,7 @@ def test_missing_vllm_names_the_pip_command() -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not (HAS_VLLM and _has_cuda()), reason="needs vllm and CUDA")
 def test_vllm_generates_distinct_seeded_samples(smollm2_path: Path) -> None:
-    from qdanalysis.llm.vllm_offline import VLLMOfflineClient
+    from qdanalysis.runner.llm.vllm_offline import VLLMOfflineClient
 
     client = VLLMOfflineClient(str(smollm2_path), gpu_memory_utilization=0.3, max_model_len=2048)
     msgs = ({"role": "user", "content": "What is the capital of France?"},)

@@ -1,0 +1,498 @@
+"""Paper figures: coefficient comparison and the quality–diversity scatter.
+
+Plot functions follow seaborn's contract: data first, keyword-only options, ``ax=None`` draws on
+the current axes, the Axes is returned, nothing is written (see :mod:`qdanalysis.analysis.export`).
+Styling comes from :func:`paper_style`, never from global state at import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from matplotlib.legend import Legend
+
+__all__ = [
+    "COLUMN_WIDTHS",
+    "OKABE_ITO",
+    "TERM_LABELS",
+    "coefficient_figure",
+    "figure",
+    "forest_figure",
+    "paper_style",
+    "plot_coefficients",
+    "plot_forest",
+    "plot_qd_scatter",
+    "plot_residuals",
+    "plot_scaling",
+    "qd_scatter_figure",
+]
+
+#: Figure widths in inches for single- and double-column layouts.
+COLUMN_WIDTHS = {"single": 3.3, "double": 6.9}
+TERM_LABELS = {"quality_z": "quality (α)", "diversity_z": "diversity (β)"}
+#: Colour-blind-safe colours (Okabe–Ito) for the two terms.
+TERM_COLORS = {"quality_z": "#0072B2", "diversity_z": "#E69F00"}
+
+
+@contextlib.contextmanager
+def paper_style(*, font_size: float = 8.0) -> Iterator[None]:
+    """A matplotlib style context for print: serif STIX fonts (close to LaTeX's Times/CM),
+    TrueType fonts embedded in PDFs, thin lines, no top/right spines."""
+    import matplotlib as mpl
+
+    rc = {
+        "font.family": "serif",
+        "font.serif": ["STIXGeneral", "DejaVu Serif"],
+        "mathtext.fontset": "stix",
+        "font.size": font_size,
+        "axes.titlesize": font_size,
+        "axes.labelsize": font_size,
+        "xtick.labelsize": font_size - 1,
+        "ytick.labelsize": font_size - 1,
+        "legend.fontsize": font_size - 1,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.linewidth": 0.6,
+        "lines.linewidth": 1.0,
+        "pdf.fonttype": 42,
+        "ps.fonttype": 42,
+        "savefig.dpi": 300,
+        "figure.dpi": 100,
+    }
+    # rc_context's stub wants a dict keyed by a Literal of every rcParams name.
+    with mpl.rc_context(rc):  # type: ignore[arg-type]
+        yield
+
+
+def _ax(ax: Any) -> Any:
+    if ax is not None:
+        return ax
+    import matplotlib.pyplot as plt
+
+    return plt.gca()
+
+
+def plot_coefficients(
+    coefs: pd.DataFrame,
+    *,
+    terms: Sequence[str] = ("quality_z", "diversity_z"),
+    reference: pd.DataFrame | None = None,
+    reference_label: str = "paper",
+    by: str = "dataset",
+    labels: Mapping[str, str] = TERM_LABELS,
+    ax: Any = None,
+) -> Any:
+    """Forest plot of standardised coefficients with confidence intervals, groups side by side.
+
+    Parameters
+    ----------
+    coefs
+        Tidy coefficients with columns ``<by>, term, estimate, ci_low, ci_high``.
+    terms
+        Terms to draw, each in its own colour.
+    reference
+        Optional published values with ``<by>, term, estimate`` and ``pm`` (a standard error):
+        drawn as hollow markers with ±1.96·pm bars, in rows labelled ``"<group> (paper)"``.
+    reference_label
+        Suffix for reference rows.
+    by
+        Grouping column (one row block per group).
+    labels
+        Legend labels per term.
+    ax
+        Axes to draw on (default: current axes).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        Rows are groups (top to bottom in the order given, then the reference), x is the
+        coefficient in outcome units per SD; a dashed line marks zero.
+    """
+    ax = _ax(ax)
+    need = {by, "term", "estimate", "ci_low", "ci_high"}
+    if not need <= set(coefs.columns):
+        raise ConfigError(
+            f"plot_coefficients: expected columns {sorted(need)}; got {list(coefs.columns)}."
+        )
+    groups = list(dict.fromkeys(coefs[by].tolist()))
+    rows: list[tuple[str, pd.DataFrame, bool]] = [(g, coefs[coefs[by] == g], False) for g in groups]
+    if reference is not None:
+        for g in dict.fromkeys(reference[by].tolist()):
+            r = reference[reference[by] == g].copy()
+            r["ci_low"] = r["estimate"] - 1.96 * r["pm"]
+            r["ci_high"] = r["estimate"] + 1.96 * r["pm"]
+            rows.append((f"{g} ({reference_label})", r, True))
+    offsets = np.linspace(0.15, -0.15, len(terms)) if len(terms) > 1 else np.zeros(1)
+    n = len(rows)
+    seen: set[str] = set()
+    for i, (_name, df, is_ref) in enumerate(rows):
+        y = n - 1 - i
+        for off, term in zip(offsets, terms, strict=True):
+            r = df[df["term"] == term]
+            if r.empty:
+                continue
+            est = float(r["estimate"].iloc[0])
+            lo, hi = float(r["ci_low"].iloc[0]), float(r["ci_high"].iloc[0])
+            color = TERM_COLORS.get(term, None)
+            label = None
+            key = f"{term}-{is_ref}"
+            if key not in seen:
+                label = labels.get(term, term) + (f", {reference_label}" if is_ref else "")
+                seen.add(key)
+            ax.errorbar(
+                est,
+                y + off,
+                xerr=[[est - lo], [hi - est]],
+                fmt="s" if is_ref else "o",
+                color=color,
+                mfc="white" if is_ref else color,
+                ms=4,
+                capsize=2,
+                lw=1,
+                label=label,
+            )
+    if reference is not None and groups:
+        ax.axhline(n - len(groups) - 0.5, color="0.7", lw=0.5)
+    ax.axvline(0, color="0.4", lw=0.6, ls="--")
+    ax.set_yticks(range(n))
+    ax.set_yticklabels([r[0] for r in rows][::-1])
+    ax.set_ylim(-0.6, n - 0.4)
+    ax.set_xlabel("coefficient (accuracy points per SD), 95% CI")
+    ax.legend(
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.12 - 0.5 / max(n, 1)),
+        ncol=2,
+        frameon=False,
+        handletextpad=0.3,
+        columnspacing=0.8,
+    )
+    return ax
+
+
+def coefficient_figure(
+    coefs: pd.DataFrame,
+    *,
+    reference: pd.DataFrame | None = None,
+    width: str | float = "single",
+    title: str | None = None,
+) -> Any:
+    """A ready-to-save figure holding :func:`plot_coefficients`."""
+    import matplotlib.pyplot as plt
+
+    w = COLUMN_WIDTHS.get(width, width) if isinstance(width, str) else float(width)
+    if isinstance(w, str):
+        raise ConfigError(f"width: expected 'single', 'double' or inches; got {width!r}.")
+    n = coefs["dataset"].nunique() + (
+        reference["dataset"].nunique() if reference is not None else 0
+    )
+    fig, ax = plt.subplots(figsize=(w, 1.1 + 0.45 * n), layout="constrained")
+    plot_coefficients(coefs, reference=reference, ax=ax)
+    # One legend under the axes, placed by the layout engine (no gap, no overlap).
+    handles, labels = ax.get_legend_handles_labels()
+    cast("Legend", ax.get_legend()).remove()  # plot_coefficients always draws one
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncol=2,
+        frameon=False,
+        handletextpad=0.3,
+        columnspacing=0.8,
+    )
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_qd_scatter(
+    qd_table: pd.DataFrame,
+    *,
+    x: str = "quality",
+    y: str = "diversity",
+    hue: str = "performance",
+    cmap: str = "viridis",
+    colorbar: bool = True,
+    ax: Any = None,
+) -> Any:
+    """Scatter of configurations: ``x`` against ``y``, coloured by ``hue`` (the paper's Fig. 2).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        One point per configuration; a colourbar labelled with ``hue`` when ``colorbar``.
+    """
+    ax = _ax(ax)
+    for c in (x, y, hue):
+        if c not in qd_table.columns:
+            raise ConfigError(
+                f"plot_qd_scatter: expected column {c!r}; got {list(qd_table.columns)}."
+            )
+    sc = ax.scatter(
+        qd_table[x],
+        qd_table[y],
+        c=qd_table[hue],
+        cmap=cmap,
+        s=9,
+        linewidths=0.2,
+        edgecolors="0.2",
+    )
+    ax.set_xlabel(f"{x} (%)" if x in ("quality", "quality_model") else x)
+    ax.set_ylabel(f"{y} (Vendi Score)" if y == "diversity" else y)
+    if colorbar:
+        cb = ax.figure.colorbar(sc, ax=ax, pad=0.02)
+        cb.set_label(f"{hue} (%)" if hue == "performance" else hue)
+        cb.outline.set_linewidth(0.4)
+    return ax
+
+
+def qd_scatter_figure(qd_table: pd.DataFrame, *, width: str | float = "double") -> Any:
+    """One :func:`plot_qd_scatter` panel per dataset, side by side (up to 3 per row)."""
+    import matplotlib.pyplot as plt
+
+    w = COLUMN_WIDTHS[width] if isinstance(width, str) else float(width)
+    ds = sorted(qd_table["dataset"].unique())
+    ncol = min(3, len(ds))
+    nrow = int(np.ceil(len(ds) / ncol))
+    fig, axes = plt.subplots(
+        nrow, ncol, figsize=(w, 2.2 * nrow), squeeze=False, layout="constrained"
+    )
+    for a, d in zip(axes.ravel(), ds, strict=False):
+        plot_qd_scatter(qd_table[qd_table["dataset"] == d], ax=a)
+        a.set_title(d)
+    for a in axes.ravel()[len(ds) :]:
+        a.set_visible(False)
+    return fig
+
+
+#: The Okabe–Ito palette (colour-blind safe), black last.
+OKABE_ITO = (
+    "#0072B2",
+    "#E69F00",
+    "#009E73",
+    "#D55E00",
+    "#CC79A7",
+    "#56B4E9",
+    "#F0E442",
+    "#000000",
+)
+MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*")
+FOREST_TERMS = {
+    "quality_z": "α (quality)",
+    "diversity_z": "β (diversity)",
+    "quality_z - diversity_z": "α − β",
+}
+
+
+def _width(width: str | float) -> float:
+    if isinstance(width, str):
+        if width not in COLUMN_WIDTHS:
+            raise ConfigError(f"width: expected 'single', 'double' or inches; got {width!r}.")
+        return COLUMN_WIDTHS[width]
+    return float(width)
+
+
+def plot_forest(
+    table: pd.DataFrame,
+    *,
+    term: str = "quality_z",
+    group: str = "dataset",
+    variant: str = "method",
+    variant_order: Sequence[str] | None = None,
+    ax: Any = None,
+) -> Any:
+    """Forest plot of one term: rows are groups, variants (estimators, measures) side by side.
+
+    Parameters
+    ----------
+    table
+        Long table with ``<group>, <variant>, term, estimate, ci_low, ci_high`` (e.g.
+        :func:`qdanalysis.analysis.stats.uncertainty_table`).
+    term
+        The term drawn (``quality_z``, ``diversity_z`` or ``quality_z - diversity_z``).
+    group, variant
+        Row-block and within-block columns; each variant gets an Okabe–Ito colour and marker.
+    variant_order
+        Variants top to bottom within a block (default: order of appearance).
+    ax
+        Axes (default: current).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        One marker with a horizontal CI bar per (group, variant); a dashed line at zero.
+    """
+    ax = _ax(ax)
+    need = {group, variant, "term", "estimate", "ci_low", "ci_high"}
+    if not need <= set(table.columns):
+        raise ConfigError(
+            f"plot_forest: expected columns {sorted(need)}; got {list(table.columns)}."
+        )
+    t = table[table["term"] == term]
+    groups = list(dict.fromkeys(t[group].tolist()))
+    variants = list(variant_order or dict.fromkeys(t[variant].tolist()))
+    nv = len(variants)
+    offsets = np.linspace(0.3, -0.3, nv) if nv > 1 else np.zeros(1)
+    for vi, v in enumerate(variants):
+        sub = t[t[variant] == v]
+        ys, xs, lo, hi = [], [], [], []
+        for gi, g in enumerate(groups):
+            r = sub[sub[group] == g]
+            if r.empty:
+                continue
+            ys.append(len(groups) - 1 - gi + offsets[vi])
+            xs.append(float(r["estimate"].iloc[0]))
+            lo.append(float(r["ci_low"].iloc[0]))
+            hi.append(float(r["ci_high"].iloc[0]))
+        if not ys:
+            continue
+        x = np.asarray(xs)
+        color = OKABE_ITO[vi % len(OKABE_ITO)]
+        ax.errorbar(
+            x,
+            ys,
+            xerr=[x - np.asarray(lo), np.asarray(hi) - x],
+            fmt=MARKERS[vi % len(MARKERS)],
+            color=color,
+            ms=3.5,
+            capsize=1.5,
+            lw=0.9,
+            label=str(v),
+        )
+    ax.axvline(0, color="0.4", lw=0.6, ls="--")
+    ax.set_yticks(range(len(groups)))
+    ax.set_yticklabels(groups[::-1])
+    ax.set_ylim(-0.6, len(groups) - 0.4)
+    ax.set_title(FOREST_TERMS.get(term, term))
+    return ax
+
+
+def forest_figure(
+    table: pd.DataFrame,
+    *,
+    terms: Sequence[str] = ("quality_z", "diversity_z", "quality_z - diversity_z"),
+    group: str = "dataset",
+    variant: str = "method",
+    variant_order: Sequence[str] | None = None,
+    width: str | float = "double",
+    xlabel: str = "accuracy points per SD (95% CI)",
+) -> Any:
+    """One :func:`plot_forest` panel per term, sharing rows and a legend below."""
+    import matplotlib.pyplot as plt
+
+    n_groups = table[group].nunique()
+    fig, axes = plt.subplots(
+        1,
+        len(terms),
+        figsize=(_width(width), 0.8 + 0.42 * n_groups * max(1, table[variant].nunique() / 3)),
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
+    )
+    for a, term in zip(axes[0], terms, strict=True):
+        plot_forest(
+            table, term=term, group=group, variant=variant, variant_order=variant_order, ax=a
+        )
+        a.set_xlabel(xlabel if a is axes[0][len(terms) // 2] else "")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncol=min(len(labels), 4),
+        frameon=False,
+        handletextpad=0.3,
+        columnspacing=1.0,
+    )
+    return fig
+
+
+def plot_residuals(residuals: pd.DataFrame, *, dataset: str | None = None, ax: Any = None) -> Any:
+    """Residuals against fitted values (one dataset, or all in Okabe–Ito colours).
+
+    Parameters
+    ----------
+    residuals
+        :func:`qdanalysis.analysis.stats.residual_frame` output (``dataset, fitted, residual``).
+    dataset
+        Draw only this dataset.
+    ax
+        Axes (default: current).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        One point per configuration, a line at zero.
+    """
+    ax = _ax(ax)
+    r = residuals if dataset is None else residuals[residuals["dataset"] == dataset]
+    for i, (ds, g) in enumerate(r.groupby("dataset", sort=True)):
+        ax.scatter(
+            g["fitted"],
+            g["residual"],
+            s=6,
+            color=OKABE_ITO[i % len(OKABE_ITO)],
+            marker=MARKERS[i % len(MARKERS)],
+            linewidths=0,
+            alpha=0.8,
+            label=str(ds),
+        )
+    ax.axhline(0, color="0.4", lw=0.6, ls="--")
+    ax.set_xlabel("fitted performance (%)")
+    ax.set_ylabel("residual (points)")
+    return ax
+
+
+def plot_scaling(
+    curve: pd.DataFrame,
+    *,
+    x: str = "n_samples",
+    y: str = "accuracy",
+    hue: str = "method",
+    ax: Any = None,
+) -> Any:
+    """Accuracy against the number of samples, one line per method (Self-MoA-Seq scaling).
+
+    Parameters
+    ----------
+    curve
+        e.g. :func:`qdanalysis.analysis.stats.vote_scaling_curve` output; a ``std_error`` column
+        adds
+        ±1 SE bands.
+    x, y, hue
+        Columns for the axes and the lines.
+    ax
+        Axes (default: current).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    ax = _ax(ax)
+    for i, (name, g) in enumerate(curve.groupby(hue, sort=True)):
+        g = g.sort_values(x)
+        color = OKABE_ITO[i % len(OKABE_ITO)]
+        ax.plot(g[x], g[y], marker=MARKERS[i % len(MARKERS)], ms=3, color=color, label=str(name))
+        if "std_error" in g.columns and g["std_error"].notna().any():
+            ax.fill_between(
+                g[x], g[y] - g["std_error"], g[y] + g["std_error"], color=color, alpha=0.15, lw=0
+            )
+    ax.set_xlabel("samples aggregated" if x == "n_samples" else x)
+    ax.set_ylabel("accuracy (%)" if y == "accuracy" else y)
+    return ax
+
+
+def figure(*, width: str | float = "single", height: float = 2.2, ncols: int = 1) -> Any:
+    """An empty constrained-layout figure at a column width: ``(fig, axes)``."""
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(
+        1, ncols, figsize=(_width(width), height), squeeze=False, layout="constrained"
+    )

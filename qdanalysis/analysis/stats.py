@@ -1,0 +1,889 @@
+"""Statistical depth for the quality–diversity regression: uncertainty, diagnostics, robustness.
+
+- **Uncertainty**: :func:`bootstrap_coefs` resamples questions (recomputing every
+  configuration's q, d and t from the pair table, re-standardising and refitting) and gives
+  percentile intervals for α, β, α − β and R²; :func:`uncertainty_table` sets plain OLS, HC3 and
+  the bootstrap side by side; :func:`r2_table` gives R² with and without each predictor.
+- **Diagnostics**: :func:`diagnostics_table` (corr(q, d), VIF, a collinearity flag) and
+  :func:`residual_frame` (for the residual plot).
+- **Robustness**: :func:`sensitivity_table` refits once per combination of the measures of
+  :func:`qdanalysis.analysis.measures.measure_table`.
+- **Self-MoA vs Mixed-MoA**: :func:`method_table`, :func:`single_model_table`, the offline
+  Self-MoA-Seq analogue :func:`sequential_vote_scores` and :func:`vote_scaling_curve`, and the
+  readers of recorded runner runs :func:`load_runs` / :func:`run_method_table`.
+
+Neighbours: :mod:`qdanalysis.analysis.pipeline` (the pair and QD tables),
+:mod:`qdanalysis.analysis.regression`
+(the fits), :mod:`qdanalysis.analysis.plotting` (the figures of these tables).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
+
+from ..errors import ConfigError, DataError, StatisticalWarning
+from .regression import COLLINEARITY_THRESHOLD, RegressionSpec, compare_terms, fit_ols
+
+__all__ = [
+    "BOOT_TERMS",
+    "BootstrapResult",
+    "bootstrap_coefs",
+    "diagnostics_table",
+    "load_runs",
+    "method_table",
+    "pair_matrices",
+    "question_weights",
+    "r2_table",
+    "residual_frame",
+    "run_method_table",
+    "sensitivity_long",
+    "sensitivity_table",
+    "sequential_vote_scores",
+    "single_model_table",
+    "uncertainty_table",
+    "vote_scaling_curve",
+]
+
+#: Quantities the bootstrap reports, in order.
+BOOT_TERMS = ("quality_z", "diversity_z", "quality_z - diversity_z", "r2")
+
+
+# --------------------------------------------------------------------------- bootstrap
+
+
+def pair_matrices(
+    pairs: pd.DataFrame, dataset: str
+) -> tuple[NDArray[np.object_], NDArray[np.object_], dict[str, NDArray[np.float64]]]:
+    """Pivot one dataset's pair table to (configuration × question) matrices.
+
+    Returns
+    -------
+    config_ids, question_ids : numpy.ndarray
+        Sorted row and column labels.
+    mats : dict
+        ``quality``, ``diversity``, ``performance`` (NaN where a pair is missing) and ``mask``
+        (1.0 where present).
+    """
+    p = pairs[pairs["dataset"] == dataset]
+    if p.empty:
+        raise DataError(f"pair_matrices: expected pairs of dataset {dataset!r}; there are none.")
+    cids = np.array(sorted(p["config_id"].unique()), dtype=object)
+    qids = np.array(sorted(p["question_id"].unique()), dtype=object)
+    ci = pd.Index(cids).get_indexer(p["config_id"])
+    qi = pd.Index(qids).get_indexer(p["question_id"])
+    mats: dict[str, NDArray[np.float64]] = {}
+    for col in ("quality", "diversity", "performance"):
+        m = np.full((cids.size, qids.size), np.nan)
+        m[ci, qi] = p[col].to_numpy(dtype=np.float64)
+        mats[col] = m
+    mats["mask"] = (~np.isnan(mats["performance"])).astype(np.float64)
+    return cids, qids, mats
+
+
+def question_weights(
+    n_questions: int, n_boot: int, rng: np.random.Generator
+) -> NDArray[np.float64]:
+    """``(n_boot, n_questions)`` multinomial counts: how often each question is drawn.
+
+    Examples
+    --------
+    >>> w = question_weights(5, 3, np.random.default_rng(0))
+    >>> w.shape, w.sum(axis=1).tolist()
+    ((3, 5), [5.0, 5.0, 5.0])
+    """
+    p = np.full(n_questions, 1.0 / n_questions)
+    return rng.multinomial(n_questions, p, size=n_boot).astype(np.float64)
+
+
+def _weighted_fits(
+    mats: Mapping[str, NDArray[np.float64]], W: NDArray[np.float64], *, ddof: int
+) -> NDArray[np.float64]:
+    """Refit ``100·t ~ z(q) + z(d)`` for each weight row: ``(B, 4)`` α, β, α − β, R²."""
+    M = mats["mask"]
+    num = {k: W @ np.nan_to_num(mats[k] * M).T for k in ("quality", "diversity", "performance")}
+    den = W @ M.T  # (B, C): weighted count of each configuration's questions
+    keep = (den > 0).astype(np.float64)
+    safe = np.where(den > 0, den, 1.0)
+    q = num["quality"] / safe
+    d = num["diversity"] / safe
+    t = 100.0 * num["performance"] / safe
+    nk = keep.sum(axis=1, keepdims=True)
+
+    def z(x: NDArray[np.float64]) -> NDArray[np.float64]:
+        mu = (x * keep).sum(axis=1, keepdims=True) / nk
+        var = (((x - mu) ** 2) * keep).sum(axis=1, keepdims=True) / (nk - ddof)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.asarray((x - mu) / np.sqrt(var) * keep)
+
+    zq, zd = z(q), z(d)
+    X = np.stack([keep, zq, zd], axis=2)  # (B, C, 3), rows of dropped configurations zero
+    y = t * keep
+    XtX = np.einsum("bci,bcj->bij", X, X)
+    Xty = np.einsum("bci,bc->bi", X, y)
+    out = np.full((W.shape[0], 4), np.nan)
+    ok = np.isfinite(XtX).all(axis=(1, 2)) & (np.abs(np.linalg.det(XtX)) > 1e-12)
+    beta = np.linalg.solve(XtX[ok], Xty[ok][..., None])[..., 0]
+    resid = (y[ok] - np.einsum("bci,bi->bc", X[ok], beta)) * keep[ok]
+    ybar = y[ok].sum(axis=1, keepdims=True) / nk[ok]
+    sst = (((y[ok] - ybar) * keep[ok]) ** 2).sum(axis=1)
+    out[ok, 0] = beta[:, 1]
+    out[ok, 1] = beta[:, 2]
+    out[ok, 2] = beta[:, 1] - beta[:, 2]
+    out[ok, 3] = 1.0 - (resid**2).sum(axis=1) / sst
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class BootstrapResult:
+    """Bootstrap replicates and their summary."""
+
+    draws: pd.DataFrame
+    """One row per (dataset, replicate): ``dataset, draw, quality_z, diversity_z,
+    quality_z - diversity_z, r2``."""
+    summary: pd.DataFrame
+    """One row per (dataset, term of :data:`BOOT_TERMS`): ``dataset, term, estimate`` (full
+    sample), ``boot_mean, std_error`` (SD of the replicates), ``ci_low, ci_high`` (percentile),
+    ``p_value`` (two-sided, share of replicates on the other side of 0, doubled; NaN for r2),
+    ``n_boot, n_valid, seed, level``."""
+    parameters: dict[str, Any]
+    """``n_boot, seed, ddof, level, resample``: for sidecars."""
+
+
+def bootstrap_coefs(
+    pairs: pd.DataFrame,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ddof: int = 1,
+    level: float = 0.95,
+    datasets: Sequence[str] | None = None,
+    chunk_size: int = 250,
+    progress: bool = True,
+) -> BootstrapResult:
+    """Bootstrap over questions: percentile CIs for α, β, α − β and R² per dataset.
+
+    Parameters
+    ----------
+    pairs
+        The pair table of :func:`~qdanalysis.analysis.pipeline.analyze` (``dataset, config_id,
+        question_id, quality, diversity, performance``, quality and performance in [0, 1]).
+    n_boot
+        Replicates per dataset.
+    seed
+        Seed; dataset i uses the i-th child of ``numpy.random.SeedSequence(seed)`` (datasets
+        sorted), so adding a dataset does not change another's draws.
+    ddof
+        Degrees of freedom of the z-scores (as in
+        :class:`~qdanalysis.analysis.regression.RegressionSpec`).
+    level
+        Confidence level of the percentile intervals.
+    datasets
+        Datasets to bootstrap (default: all, sorted).
+    chunk_size
+        Replicates computed per vectorised step (memory: chunk × configurations × questions).
+    progress
+        Progress bar on stderr.
+
+    Returns
+    -------
+    BootstrapResult
+
+    Notes
+    -----
+    A replicate draws Q questions with replacement (multinomial counts w_j); each configuration's
+    measures become weighted means over its questions, q_c = Σ_j w_j q_cj / Σ_j w_j (the same for
+    d and t); q and d are re-standardised over configurations and ``t = α z(q) + β z(d) + γ`` is
+    refitted by least squares. Configurations are kept fixed (the paper's population of
+    configurations); the questions are the sample. A configuration none of whose questions is
+    drawn is left out of that replicate. Nothing is re-embedded. Percentile intervals: the
+    (1 − level)/2 and (1 + level)/2 quantiles of the replicates.
+    """
+    from tqdm.auto import tqdm
+
+    if not isinstance(n_boot, int) or n_boot < 2:
+        raise ConfigError(f"n_boot: expected an int >= 2; got {n_boot!r}.")
+    if not 0 < level < 1:
+        raise ConfigError(f"level: expected a number in (0, 1); got {level!r}.")
+    names = sorted(pairs["dataset"].unique()) if datasets is None else list(datasets)
+    children = np.random.SeedSequence(seed).spawn(len(names))
+    draw_frames, rows = [], []
+    bar = tqdm(total=n_boot * len(names), desc="bootstrap", disable=not progress, leave=False)
+    try:
+        for ds, child in zip(names, children, strict=True):
+            _, qids, mats = pair_matrices(pairs, ds)
+            rng = np.random.default_rng(child)
+            full = _weighted_fits(mats, np.ones((1, qids.size)), ddof=ddof)[0]
+            reps = []
+            for start in range(0, n_boot, chunk_size):
+                b = min(chunk_size, n_boot - start)
+                reps.append(_weighted_fits(mats, question_weights(qids.size, b, rng), ddof=ddof))
+                bar.update(b)
+            R = np.concatenate(reps, axis=0)
+            df = pd.DataFrame(R, columns=list(BOOT_TERMS))
+            df.insert(0, "draw", np.arange(n_boot))
+            df.insert(0, "dataset", ds)
+            draw_frames.append(df)
+            lo, hi = (1 - level) / 2, (1 + level) / 2
+            for j, term in enumerate(BOOT_TERMS):
+                v = R[:, j][np.isfinite(R[:, j])]
+                p = math.nan
+                if term != "r2" and v.size:
+                    p = min(1.0, 2 * min(float((v <= 0).mean()), float((v >= 0).mean())))
+                rows.append(
+                    {
+                        "dataset": ds,
+                        "term": term,
+                        "estimate": float(full[j]),
+                        "boot_mean": float(v.mean()) if v.size else math.nan,
+                        "std_error": float(v.std(ddof=1)) if v.size > 1 else math.nan,
+                        "ci_low": float(np.quantile(v, lo)) if v.size else math.nan,
+                        "ci_high": float(np.quantile(v, hi)) if v.size else math.nan,
+                        "p_value": p,
+                        "n_boot": n_boot,
+                        "n_valid": int(v.size),
+                        "seed": seed,
+                        "level": level,
+                    }
+                )
+    finally:
+        bar.close()
+    return BootstrapResult(
+        draws=pd.concat(draw_frames, ignore_index=True),
+        summary=pd.DataFrame(rows),
+        parameters={
+            "n_boot": n_boot,
+            "seed": seed,
+            "ddof": ddof,
+            "level": level,
+            "resample": "questions (configurations fixed), percentile intervals",
+        },
+    )
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _fit_quiet(df: pd.DataFrame, spec: RegressionSpec) -> tuple[Any, list[str]]:
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always", StatisticalWarning)
+        res = fit_ols(df, spec)
+    return res, [str(w.message) for w in rec if issubclass(w.category, StatisticalWarning)]
+
+
+def uncertainty_table(
+    qd_table: pd.DataFrame,
+    *,
+    cov_types: Sequence[str] = ("nonrobust", "HC3"),
+    bootstrap: BootstrapResult | None = None,
+    ddof: int = 1,
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """α, β and α − β per dataset under several covariance estimators and the bootstrap.
+
+    Parameters
+    ----------
+    qd_table
+        The QD table (one row per configuration; ``dataset, quality, diversity, performance``).
+    cov_types
+        statsmodels covariance types; ``"nonrobust"`` is the paper's plain OLS.
+    bootstrap
+        Optional :func:`bootstrap_coefs` result to add as ``method = "bootstrap"`` rows.
+    ddof, level
+        z-score degrees of freedom and confidence level.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``dataset, term (quality_z, diversity_z, quality_z - diversity_z), method, estimate,
+        std_error, ci_low, ci_high, p_value, n_obs, r2``. Rows for ``quality_z - diversity_z``
+        are the Wald test of α = β under that covariance.
+    """
+    rows = []
+    for ds, g in qd_table.groupby("dataset", sort=True):
+        for cov in cov_types:
+            spec = RegressionSpec(cov_type=cov, ddof=ddof, alpha=1 - level)
+            res, _ = _fit_quiet(g, spec)
+            c = res.coefs.set_index("term")
+            w = compare_terms(res).iloc[0]
+            for term in ("quality_z", "diversity_z"):
+                r = c.loc[term]
+                rows.append(
+                    {
+                        "dataset": ds,
+                        "term": term,
+                        "method": cov,
+                        "estimate": r["estimate"],
+                        "std_error": r["std_error"],
+                        "ci_low": r["ci_low"],
+                        "ci_high": r["ci_high"],
+                        "p_value": r["p_value"],
+                    }
+                )
+            rows.append(
+                {
+                    "dataset": ds,
+                    "term": "quality_z - diversity_z",
+                    "method": cov,
+                    **{k: w[k] for k in ("estimate", "std_error", "ci_low", "ci_high", "p_value")},
+                }
+            )
+            for r in rows[-3:]:
+                r["n_obs"] = res.stats["n_obs"]
+                r["r2"] = res.stats["r2"]
+    out = pd.DataFrame(rows)
+    if bootstrap is not None:
+        b = bootstrap.summary[bootstrap.summary["term"] != "r2"].copy()
+        b["method"] = "bootstrap"
+        b = b.merge(
+            out.drop_duplicates("dataset")[["dataset", "n_obs", "r2"]], on="dataset", how="left"
+        )
+        out = pd.concat([out, b[out.columns]], ignore_index=True)
+    order = {"quality_z": 0, "diversity_z": 1, "quality_z - diversity_z": 2}
+    out["_o"] = out["term"].map(order)
+    return (
+        out.sort_values(["dataset", "_o"], kind="stable").drop(columns="_o").reset_index(drop=True)
+    )
+
+
+def r2_table(qd_table: pd.DataFrame, *, ddof: int = 1) -> pd.DataFrame:
+    """R² of the full model and with each predictor dropped, per dataset.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``dataset, n_obs, r2_full, r2_quality_only, r2_diversity_only, unique_quality``
+        (r2_full − r2_diversity_only: what quality adds), ``unique_diversity``
+        (r2_full − r2_quality_only), ``shared`` (r2_full minus both unique parts).
+    """
+    rows = []
+    for ds, g in qd_table.groupby("dataset", sort=True):
+        full, _ = _fit_quiet(g, RegressionSpec(ddof=ddof))
+        qo, _ = _fit_quiet(g, RegressionSpec(predictors=("quality",), ddof=ddof))
+        do, _ = _fit_quiet(g, RegressionSpec(predictors=("diversity",), ddof=ddof))
+        r2f, r2q, r2d = full.stats["r2"], qo.stats["r2"], do.stats["r2"]
+        rows.append(
+            {
+                "dataset": ds,
+                "n_obs": full.stats["n_obs"],
+                "r2_full": r2f,
+                "r2_quality_only": r2q,
+                "r2_diversity_only": r2d,
+                "unique_quality": r2f - r2d,
+                "unique_diversity": r2f - r2q,
+                "shared": r2f - (r2f - r2d) - (r2f - r2q),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def diagnostics_table(
+    qd_table: pd.DataFrame, *, threshold: float = COLLINEARITY_THRESHOLD, warn: bool = True
+) -> pd.DataFrame:
+    """Collinearity diagnostics of quality and diversity per dataset.
+
+    Parameters
+    ----------
+    qd_table
+        The QD table.
+    threshold
+        |corr(q, d)| above which α and β are flagged as not separable.
+    warn
+        Issue a :class:`~qdanalysis.errors.StatisticalWarning` for each flagged dataset.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``dataset, n_obs, corr_quality_diversity, vif`` (1 / (1 − r²)), ``se_inflation``
+        (√VIF: how much wider the SEs of α and β are than with uncorrelated predictors),
+        ``collinear`` (bool).
+
+    Notes
+    -----
+    With two standardised predictors, VIF = 1 / (1 − r²) for both; |r| = 0.9 gives VIF 5.3.
+    """
+    rows = []
+    for ds, g in qd_table.groupby("dataset", sort=True):
+        r = float(np.corrcoef(g["quality"], g["diversity"])[0, 1])
+        vif = 1 / (1 - r * r) if abs(r) < 1 else math.inf
+        flag = abs(r) > threshold
+        if flag and warn:
+            warnings.warn(
+                f"dataset {ds!r}: quality and diversity are collinear (r = {r:.3f}, VIF = "
+                f"{vif:.1f}); α and β cannot be told apart reliably. Read them jointly and "
+                "rely on the test of α − β and its bootstrap interval.",
+                StatisticalWarning,
+                stacklevel=2,
+            )
+        rows.append(
+            {
+                "dataset": ds,
+                "n_obs": len(g),
+                "corr_quality_diversity": r,
+                "vif": vif,
+                "se_inflation": math.sqrt(vif),
+                "collinear": flag,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def residual_frame(fits: Mapping[str, Any]) -> pd.DataFrame:
+    """Fitted values and residuals of each fit (for the residual plot).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``dataset, fitted, residual, studentized`` (internally studentized residuals).
+    """
+    rows = []
+    for ds, res in fits.items():
+        raw = res.raw
+        infl = raw.get_influence()
+        rows.append(
+            pd.DataFrame(
+                {
+                    "dataset": ds,
+                    "fitted": np.asarray(raw.fittedvalues, dtype=np.float64),
+                    "residual": np.asarray(raw.resid, dtype=np.float64),
+                    "studentized": np.asarray(infl.resid_studentized_internal, dtype=np.float64),
+                }
+            )
+        )
+    return pd.concat(rows, ignore_index=True)
+
+
+def sensitivity_table(
+    measures: pd.DataFrame | Mapping[str, pd.DataFrame],
+    *,
+    quality: Sequence[str] | None = None,
+    diversity: Sequence[str] | None = None,
+    cov_type: str = "nonrobust",
+    ddof: int = 1,
+) -> pd.DataFrame:
+    """α, β and R² for every combination of quality and diversity measure, one row each.
+
+    Parameters
+    ----------
+    measures
+        A :func:`~qdanalysis.analysis.measures.measure_table` result, or a mapping embedding label
+        ->
+        such a table (one per embedding model; answer-level measures are the same in each and
+        are fitted once, under the first label).
+    quality, diversity
+        Columns to combine (default: every ``quality_*`` and ``diversity_*`` column).
+    cov_type, ddof
+        As in :class:`~qdanalysis.analysis.regression.RegressionSpec`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``dataset, embedding, quality_measure, diversity_measure, n_obs, alpha, alpha_se,
+        beta, beta_se, diff, diff_p`` (Wald test of α = β), ``r2, r2_quality_only,
+        r2_diversity_only, corr_quality_diversity, collinear`` (a StatisticalWarning fired:
+        |r| above the threshold or too few configurations), ``is_paper`` (mean quality with
+        Vendi q = 1, per-question averaged).
+    """
+    tables = {"default": measures} if isinstance(measures, pd.DataFrame) else dict(measures)
+    rows = []
+    answer_cols = {"diversity_answers", "diversity_answer_entropy"}
+    for e_i, (emb, tab) in enumerate(tables.items()):
+        qcols = list(quality) if quality else [c for c in tab.columns if c.startswith("quality_")]
+        dcols = (
+            list(diversity) if diversity else [c for c in tab.columns if c.startswith("diversity_")]
+        )
+        if e_i > 0:
+            dcols = [c for c in dcols if c not in answer_cols]
+        missing = [c for c in [*qcols, *dcols] if c not in tab.columns]
+        if missing:
+            raise ConfigError(
+                f"sensitivity_table: expected measure columns {missing} in the table; present: "
+                f"{[c for c in tab.columns if c.startswith(('quality_', 'diversity_'))]}."
+            )
+        for ds, g in tab.groupby("dataset", sort=True):
+            solo_q: dict[str, float] = {}
+            for qc in qcols:
+                for dc in dcols:
+                    df = g.rename(columns={qc: "quality", dc: "diversity"})[
+                        ["quality", "diversity", "performance"]
+                    ]
+                    try:
+                        res, warns = _fit_quiet(df, RegressionSpec(cov_type=cov_type, ddof=ddof))
+                    except DataError:
+                        continue  # a measure without variance in this dataset
+                    # One predictor with an intercept: R² is the squared correlation.
+                    if qc not in solo_q:
+                        solo_q[qc] = float(np.corrcoef(df["quality"], df["performance"])[0, 1] ** 2)
+                    r2d = float(np.corrcoef(df["diversity"], df["performance"])[0, 1] ** 2)
+                    c = res.coefs.set_index("term")
+                    w = compare_terms(res).iloc[0]
+                    rows.append(
+                        {
+                            "dataset": ds,
+                            "embedding": "(answers)" if dc in answer_cols else emb,
+                            "quality_measure": qc,
+                            "diversity_measure": dc,
+                            "n_obs": res.stats["n_obs"],
+                            "alpha": c.loc["quality_z", "estimate"],
+                            "alpha_se": c.loc["quality_z", "std_error"],
+                            "beta": c.loc["diversity_z", "estimate"],
+                            "beta_se": c.loc["diversity_z", "std_error"],
+                            "diff": w["estimate"],
+                            "diff_p": w["p_value"],
+                            "r2": res.stats["r2"],
+                            "r2_quality_only": solo_q[qc],
+                            "r2_diversity_only": r2d,
+                            "corr_quality_diversity": res.stats["corr_quality_diversity"],
+                            "collinear": bool(warns),
+                            "is_paper": e_i == 0
+                            and qc == "quality_mean"
+                            and dc == "diversity_vendi_q1",
+                        }
+                    )
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- Self vs Mixed
+
+
+def method_table(qd_table: pd.DataFrame) -> pd.DataFrame:
+    """Ensemble performance by method (Self-MoA, Mixed-MoA, …) per dataset.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``dataset, method, n_configs, performance_mean, performance_best, best_config,
+        quality_mean, diversity_mean`` (performance and quality in %).
+    """
+    need = {"dataset", "method", "config_id", "name", "performance", "quality", "diversity"}
+    if not need <= set(qd_table.columns):
+        raise DataError(
+            f"method_table: expected QD-table columns {sorted(need)}; got {list(qd_table.columns)}."
+        )
+    rows = []
+    for (ds, m), g in qd_table.groupby(["dataset", "method"], sort=True):
+        best = g.loc[g["performance"].idxmax()]
+        rows.append(
+            {
+                "dataset": ds,
+                "method": m,
+                "n_configs": len(g),
+                "performance_mean": g["performance"].mean(),
+                "performance_best": best["performance"],
+                "best_config": best["name"],
+                "quality_mean": g["quality"].mean(),
+                "diversity_mean": g["diversity"].mean(),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def single_model_table(
+    outputs: pd.DataFrame, *, proposer_key: Sequence[str] = ("model",)
+) -> pd.DataFrame:
+    """Accuracy of each proposer type alone (mean ``correct`` over its outputs), per dataset.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``dataset, proposer, n_outputs, accuracy`` (%), best first within a dataset.
+    """
+    from ..outputs import add_proposer_column, proposer_rows
+
+    rows = add_proposer_column(proposer_rows(outputs), list(proposer_key))
+    g = rows.groupby(["dataset", "proposer"], sort=True)["correct"]
+    out = pd.DataFrame({"n_outputs": g.size(), "accuracy": 100 * g.mean()}).reset_index()
+    return out.sort_values(["dataset", "accuracy"], ascending=[True, False]).reset_index(drop=True)
+
+
+def sequential_vote_scores(
+    keys: ArrayLike, correct: ArrayLike, *, window: int, repeats: int
+) -> NDArray[np.float64]:
+    """Offline Self-MoA-Seq: a sliding-window plurality vote that carries its winner forward.
+
+    Parameters
+    ----------
+    keys
+        ``(m, N)`` integer answer codes of N samples per question, in sampling order (``-1``:
+        no answer).
+    correct
+        ``(m, N)`` scores of the samples (equal keys carry equal scores).
+    window, repeats
+        Window size w and copies k of the current winner (1 <= k < w).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(m,)`` expected score of the final answer (ties split evenly at each step, as in
+        :func:`~qdanalysis.analysis.performance.plurality_vote_scores`, by carrying the tied keys'
+        mean score and one representative key forward).
+
+    Notes
+    -----
+    Step 0 votes over samples 0..w−1; each later step votes over k copies of the current winner
+    plus the next w − k unseen samples (the last window may hold fewer), the order of
+    ``qdanalysis`` Self-MoA-Seq with an LLM aggregator replaced by a vote. With ``window >= N``
+    it is a plain plurality vote. The carried winner is the smallest tied key (deterministic),
+    its score the tied keys' mean.
+
+    Examples
+    --------
+    >>> sequential_vote_scores([[1, 1, 2, 2, 2]], [[1, 1, 0, 0, 0]], window=3, repeats=2)
+    array([1.])
+    """
+    from .performance import plurality_vote_scores
+
+    k = np.asarray(keys, dtype=np.int64)
+    c = np.asarray(correct, dtype=np.float64)
+    if k.shape != c.shape or k.ndim != 2:
+        raise ConfigError(
+            f"sequential_vote_scores: expected keys and correct of one shape (m, N); got "
+            f"{k.shape} and {c.shape}."
+        )
+    if not (isinstance(window, int) and isinstance(repeats, int) and 1 <= repeats < window):
+        raise ConfigError(
+            f"sequential_vote_scores: expected ints 1 <= repeats < window; got window={window!r}, "
+            f"repeats={repeats!r}."
+        )
+    n = k.shape[1]
+    w0 = min(window, n)
+    cur_k, cur_c = _vote_winner(k[:, :w0], c[:, :w0])
+    i = w0
+    while i < n:
+        new = slice(i, min(i + window - repeats, n))
+        kk = np.concatenate([np.repeat(cur_k[:, None], repeats, axis=1), k[:, new]], axis=1)
+        cc = np.concatenate([np.repeat(cur_c[:, None], repeats, axis=1), c[:, new]], axis=1)
+        cur_k, cur_c = _vote_winner(kk, cc)
+        i = new.stop
+    if n <= window:
+        return plurality_vote_scores(k, c)
+    return cur_c
+
+
+def _vote_winner(
+    k: NDArray[np.int64], c: NDArray[np.float64]
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    from .performance import plurality_vote_scores
+
+    valid = k >= 0
+    same = (k[:, :, None] == k[:, None, :]) & valid[:, :, None] & valid[:, None, :]
+    votes = same.sum(axis=2)
+    top = votes.max(axis=1, keepdims=True)
+    winners = valid & (votes == top) & (top > 0)
+    rep = np.where(winners, k, np.iinfo(np.int64).max).min(axis=1)
+    rep = np.where(winners.any(axis=1), rep, -1)
+    return rep, plurality_vote_scores(k, c)
+
+
+def vote_scaling_curve(
+    outputs: pd.DataFrame,
+    *,
+    dataset: str,
+    sample_counts: Sequence[int] | None = None,
+    windows: Sequence[tuple[int, int]] = ((3, 1), (4, 2)),
+    n_orders: int = 20,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Accuracy against the number of samples: plurality vote (Self-MoA) and windowed votes.
+
+    For each of ``n_orders`` seeded random orders of every question's samples, the first N
+    samples are aggregated by a plain plurality vote (offline Self-MoA over N samples) and by
+    :func:`sequential_vote_scores` for each (window, repeats) (offline Self-MoA-Seq), and the
+    single sample (N = 1) is the individual-model baseline.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``dataset, method`` (``"self_moa (vote)"`` or ``"self_moa_seq (w=…, k=…)"``),
+        ``window, repeats, n_samples, accuracy`` (% averaged over orders), ``std_error``
+        (SD over orders / √n_orders), ``n_questions``.
+
+    Raises
+    ------
+    DataError
+        If questions have different numbers of samples of the dataset's single model.
+    """
+    rows = outputs[outputs["dataset"] == dataset]
+    if rows.empty:
+        raise DataError(f"vote_scaling_curve: expected rows of dataset {dataset!r}; got none.")
+    rows = rows.sort_values(["question_id", "model", "sample_index"])
+    size = rows.groupby("question_id").size()
+    if size.nunique() != 1:
+        raise DataError(
+            f"vote_scaling_curve: expected the same number of samples per question in "
+            f"{dataset!r}; got {sorted(size.unique())}."
+        )
+    n = int(size.iloc[0])
+    keys = rows["answer_key"]
+    codes, _ = pd.factorize(keys.where(keys.notna(), None), use_na_sentinel=True)
+    K = codes.reshape(-1, n).astype(np.int64)
+    C = rows["correct"].to_numpy(dtype=np.float64).reshape(-1, n)
+    counts = list(sample_counts) if sample_counts else list(range(1, n + 1))
+    rng = np.random.default_rng(seed)
+    from .performance import plurality_vote_scores
+
+    res: dict[tuple[str, int, int, int], list[float]] = {}
+    for _ in range(n_orders):
+        perm = np.argsort(rng.random(K.shape), axis=1)
+        Kp = np.take_along_axis(K, perm, axis=1)
+        Cp = np.take_along_axis(C, perm, axis=1)
+        for m in counts:
+            acc = float(plurality_vote_scores(Kp[:, :m], Cp[:, :m]).mean())
+            res.setdefault(("self_moa (vote)", 0, 0, m), []).append(acc)
+            for w, r in windows:
+                if m <= w:
+                    s = acc
+                else:
+                    s = float(
+                        sequential_vote_scores(Kp[:, :m], Cp[:, :m], window=w, repeats=r).mean()
+                    )
+                res.setdefault((f"self_moa_seq (w={w}, k={r})", w, r, m), []).append(s)
+    out = []
+    for (meth, w, r, m), v in res.items():
+        a = 100 * np.asarray(v)
+        out.append(
+            {
+                "dataset": dataset,
+                "method": meth,
+                "window": w or None,
+                "repeats": r or None,
+                "n_samples": m,
+                "accuracy": float(a.mean()),
+                "std_error": float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else math.nan,
+                "n_questions": K.shape[0],
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def load_runs(
+    pattern: str = "data/runs/*/outputs.jsonl", *, root: str | Path = "."
+) -> pd.DataFrame:
+    """Load every recorded runner run matching ``pattern`` (empty frame when there is none).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The outputs tables concatenated, with a ``run`` column (the run's folder name).
+    """
+    from ..outputs import load_outputs
+
+    base = Path(root)
+    files = sorted(base.glob(pattern)) + sorted(base.glob(pattern + ".gz"))
+    frames = []
+    for f in files:
+        df = load_outputs([f])
+        df["run"] = f.parent.name
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _aggregator_label(agg: dict[str, Any]) -> str:
+    kind = str(agg.get("kind", "plurality_vote"))
+    return f"llm:{agg['model']}" if kind == "llm" and agg.get("model") else kind
+
+
+def run_method_table(run: pd.DataFrame) -> pd.DataFrame:
+    """Final-answer accuracy of a recorded run by configuration, with its method and window.
+
+    Parameters
+    ----------
+    run
+        Rows of a runner run: aggregator rows carry ``role == "aggregator"``, ``config_id``,
+        ``config`` (the ConfigSpec JSON) and ``is_final`` (or ``step``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``dataset, config_id, method, n_proposers, window, repeats, models, aggregator``
+        (``llm:<model>``, ``plurality_vote`` or ``oracle``), ``n_questions, accuracy`` (% of
+        final aggregator rows correct), sorted by dataset and accuracy.
+    """
+    from .qdtable import aggregator_scores
+
+    if run.empty or "role" not in run.columns or not (run["role"] == "aggregator").any():
+        # No aggregator rows (e.g. a run that only built its proposer pool): nothing to score.
+        return pd.DataFrame(
+            columns=[
+                "dataset",
+                "config_id",
+                "method",
+                "n_proposers",
+                "window",
+                "repeats",
+                "models",
+                "aggregator",
+                "n_questions",
+                "accuracy",
+            ]
+        )
+    final = aggregator_scores(run)
+    meta = (
+        run[run["role"] == "aggregator"]
+        .drop_duplicates("config_id")
+        .set_index("config_id")["config"]
+    )
+    rows = []
+    for (ds, cid), g in final.groupby(["dataset", "config_id"], sort=True):
+        spec = json.loads(meta[cid]) if isinstance(meta[cid], str) else dict(meta[cid])
+        props = spec.get("proposers", [])
+        rows.append(
+            {
+                "dataset": ds,
+                "config_id": cid,
+                "method": spec.get("method"),
+                "n_proposers": len(props),
+                "window": spec.get("window"),
+                "repeats": spec.get("repeats"),
+                "models": ",".join(sorted({p["model"] for p in props})),
+                "aggregator": _aggregator_label(spec.get("aggregator") or {}),
+                "n_questions": len(g),
+                "accuracy": 100 * float(g["performance"].mean()),
+            }
+        )
+    out = pd.DataFrame(rows)
+    return out.sort_values(["dataset", "accuracy"], ascending=[True, False]).reset_index(drop=True)
+
+
+def sensitivity_long(sensitivity: pd.DataFrame, *, z: float = 1.959964) -> pd.DataFrame:
+    """Reshape :func:`sensitivity_table` for :func:`~qdanalysis.analysis.plotting.forest_figure`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``dataset, variant`` (``"<quality label> × <diversity label> [<embedding>]"``),
+        ``term`` (``quality_z``/``diversity_z``), ``estimate``, ``ci_low``, ``ci_high``
+        (estimate ± z·SE, the plain-OLS Wald interval), ``r2``, ``is_paper``.
+    """
+    from .measures import label
+
+    rows = []
+    for r in sensitivity.itertuples(index=False):
+        emb = "" if r.embedding in ("default", "(answers)") else f" [{r.embedding}]"
+        name = f"{label(r.quality_measure)} × {label(r.diversity_measure)}{emb}"
+        for term, est, se in (
+            ("quality_z", r.alpha, r.alpha_se),
+            ("diversity_z", r.beta, r.beta_se),
+        ):
+            rows.append(
+                {
+                    "dataset": r.dataset,
+                    "variant": name,
+                    "term": term,
+                    "estimate": est,
+                    "ci_low": est - z * se,
+                    "ci_high": est + z * se,
+                    "r2": r.r2,
+                    "is_paper": r.is_paper,
+                }
+            )
+    return pd.DataFrame(rows)

@@ -1,0 +1,381 @@
+"""CLI: outputs -> configurations -> QD table -> per-dataset regression, tables and figures.
+
+``python -m qdanalysis.fit`` with no arguments runs on the outputs shipped in ``data/`` and
+writes to ``figures/``. See ``python -m qdanalysis.fit --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .._io import staged_dir
+from ..analysis.diversity import DEFAULT_TOL
+from ..errors import ConfigError
+from ..outputs import find_output_files, load_outputs
+from ._common import base_parser, check_out_dir, run_main
+
+__all__ = ["build_parser", "main"]
+
+log = logging.getLogger("qdanalysis.fit")
+
+AGGREGATOR_CHOICES = ("auto", "plurality", "oracle", "llm")
+_AGG_NAMES = {"plurality": "plurality_vote"}
+
+
+def _order(text: str) -> float:
+    if text.lower() in ("inf", "infinity"):
+        return math.inf
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 or 'inf'; got {text!r}") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 or 'inf'; got {text!r}")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m qdanalysis.fit``."""
+    p = base_parser(
+        "python -m qdanalysis.fit",
+        "Build proposer configurations from an outputs table, measure each configuration's "
+        "quality (mean proposer accuracy), diversity (Vendi Score of output embeddings) and "
+        "performance (ensemble accuracy), and fit performance ~ z(quality) + z(diversity) by "
+        "OLS per dataset (arXiv 2502.00674, Eq. 1). Writes qd_table.csv, coefficients.csv and "
+        "figures, each with a JSON provenance sidecar.",
+    )
+    io = p.add_argument_group("input and output")
+    io.add_argument(
+        "--outputs",
+        nargs="+",
+        default=None,
+        metavar="PATH",
+        help="outputs files (JSONL, JSONL.gz, Parquet, CSV) or directories of them "
+        "(default: data/)",
+    )
+    io.add_argument("--out-dir", default="figures", help="directory for tables, figures, sidecars")
+    io.add_argument(
+        "--datasets",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="analyse only these datasets (default: all in the outputs)",
+    )
+    io.add_argument("--no-figures", action="store_true", help="write tables only")
+    io.add_argument(
+        "--format",
+        nargs="+",
+        choices=("csv", "md", "tex"),
+        default=["csv"],
+        dest="formats",
+        metavar="FMT",
+        help="table formats: csv, md (Markdown), tex (LaTeX booktabs); several allowed",
+    )
+    io.add_argument(
+        "--width",
+        choices=("single", "double"),
+        default="single",
+        help="width of the coefficient figure (single 3.3 in, double 6.9 in)",
+    )
+    io.add_argument("--no-progress", action="store_true", help="no progress bars")
+    cfg = p.add_argument_group("configurations")
+    cfg.add_argument(
+        "--proposer-key",
+        default="model",
+        metavar="COL[,COL...]",
+        help="columns whose joined values name a proposer type (e.g. model,prompt_variant)",
+    )
+    cfg.add_argument("--n-proposers", type=_positive_int, default=6, help="slots per configuration")
+    cfg.add_argument(
+        "--max-configs",
+        type=_positive_int,
+        default=300,
+        help="sample the configuration space down to this many per dataset",
+    )
+    cfg.add_argument("--seed", type=int, default=0, help="seed of the configuration sampling")
+    cfg.add_argument(
+        "--with-replacement",
+        action="store_true",
+        help="let one sample fill several slots (lowers diversity)",
+    )
+    meas = p.add_argument_group("measures")
+    meas.add_argument(
+        "--aggregator",
+        choices=AGGREGATOR_CHOICES,
+        default="auto",
+        help="performance: 'llm' reads the final aggregator rows of a run (role=aggregator); "
+        "'plurality' votes on answer_key (ties: expected accuracy of a uniform pick); 'oracle' "
+        "is any slot correct; 'auto' = llm when aggregator rows exist, else plurality",
+    )
+    meas.add_argument(
+        "--vendi-order",
+        type=_order,
+        default=1.0,
+        metavar="Q",
+        help="order q of the Vendi Score (0, 0.5, 1, 2, inf, ...)",
+    )
+    meas.add_argument(
+        "--vendi-tol",
+        type=float,
+        default=DEFAULT_TOL,
+        help="relative eigenvalue tolerance of the Vendi Score",
+    )
+    meas.add_argument(
+        "--quality",
+        choices=("slot", "model"),
+        default="slot",
+        help="regress on 'slot' quality (mean correct of the very outputs in the "
+        "slots) or 'model' quality (mean of each slot model's overall accuracy, the "
+        "paper's definition)",
+    )
+    emb = p.add_argument_group("embeddings")
+    emb.add_argument(
+        "--embedding-model",
+        default="all-MiniLM-L6-v2",
+        help="sentence-transformers model: name, local directory or cached hub id",
+    )
+    emb.add_argument(
+        "--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N, mps"
+    )
+    emb.add_argument("--batch-size", type=_positive_int, default=64, help="embedding batch size")
+    emb.add_argument(
+        "--embedding-dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="embedding precision (bfloat16: faster on CPUs with AMX/AVX512-BF16)",
+    )
+    emb.add_argument(
+        "--cache-dir",
+        default=None,
+        help="embedding cache directory (SQLite; keyed by model and text hash); "
+        "default: $QDANALYSIS_CACHE_DIR, else data/cache",
+    )
+    emb.add_argument("--no-cache", action="store_true", help="embed everything, store nothing")
+    reg = p.add_argument_group("regression")
+    reg.add_argument(
+        "--cov-type",
+        default="nonrobust",
+        choices=("nonrobust", "HC0", "HC1", "HC2", "HC3"),
+        help="OLS covariance of coefficients.*; nonrobust is the paper's plain OLS. "
+        "uncertainty.* always lists nonrobust and HC3 (and this one) side by side",
+    )
+    reg.add_argument(
+        "--ddof",
+        type=int,
+        default=1,
+        choices=(0, 1),
+        help="degrees of freedom of the z-scores' standard deviation",
+    )
+    reg.add_argument(
+        "--bootstrap",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N bootstrap replicates over questions (percentile CIs for alpha, beta, "
+        "alpha-beta, R2); 0 = off",
+    )
+    reg.add_argument(
+        "--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resampling"
+    )
+    reg.add_argument(
+        "--sensitivity",
+        action="store_true",
+        help="also refit under every quality measure (mean, K-Norm, Centered-1/K-Norm) and "
+        "diversity measure (Vendi q=0.5/1/2/inf, cosine distance, answer count and entropy, "
+        "pooled Vendi) and write sensitivity.*",
+    )
+    return p
+
+
+def _format_summary(coefs: Any) -> str:
+    lines = [
+        f"{'dataset':<34}{'n':>5}  {'alpha':>7} {'SE':>6} {'p':>9}   {'beta':>7} {'SE':>6} "
+        f"{'p':>9}   {'R2':>6}  {'p(a=b)':>9}  {'r(q,d)':>6}"
+    ]
+    for ds, g in coefs.groupby("dataset", sort=True):
+        t = g.set_index("term")
+        a, b = t.loc["quality_z"], t.loc["diversity_z"]
+        w = t.loc["quality_z - diversity_z"] if "quality_z - diversity_z" in t.index else None
+        lines.append(
+            f"{ds:<34}{int(a['n_obs']):>5}  {a['estimate']:>7.3f} {a['std_error']:>6.3f} "
+            f"{a['p_value']:>9.2g}   {b['estimate']:>7.3f} {b['std_error']:>6.3f} "
+            f"{b['p_value']:>9.2g}   {a['r2']:>6.3f}  "
+            f"{(w['p_value'] if w is not None else float('nan')):>9.2g}  "
+            f"{a['corr_quality_diversity']:>6.3f}"
+        )
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    from ..analysis.export import Provenance, save_figure, save_table
+    from ..analysis.pipeline import analyze
+
+    t0 = time.perf_counter()
+    # Everything that can fail is checked or computed before the first byte is written; the
+    # artifacts are then written into a staging directory and published together (no partial
+    # output on any error).
+    out = check_out_dir(args.out_dir)
+    files: list[Path] = []
+    for p in args.outputs or ["data"]:
+        pp = Path(p)
+        files.extend(find_output_files(pp) if pp.is_dir() else [pp])
+    outputs = load_outputs(files)
+    if args.datasets:
+        unknown = sorted(set(args.datasets) - set(outputs["dataset"]))
+        if unknown:
+            raise ConfigError(
+                f"--datasets: expected names from {sorted(outputs['dataset'].unique())}; got "
+                f"unknown {unknown}. Drop --datasets or pick names from that list."
+            )
+        outputs = outputs[outputs["dataset"].isin(args.datasets)]
+    res = analyze(
+        outputs,
+        proposer_key=[c.strip() for c in args.proposer_key.split(",") if c.strip()],
+        n_proposers=args.n_proposers,
+        max_configs=args.max_configs,
+        seed=args.seed,
+        with_replacement=args.with_replacement,
+        aggregator=_AGG_NAMES.get(args.aggregator, args.aggregator),
+        vendi_q=args.vendi_order,
+        vendi_tol=args.vendi_tol,
+        quality=args.quality,
+        embedding_model=args.embedding_model,
+        device=args.device,
+        batch_size=args.batch_size,
+        embedding_dtype=args.embedding_dtype,
+        cache_dir=args.cache_dir,
+        use_cache=not args.no_cache,
+        cov_type=args.cov_type,
+        ddof=args.ddof,
+        progress=not args.no_progress,
+    )
+    params = res.parameters
+    prov = Provenance(
+        inputs=files, parameters=params, argv=list(argv) if argv is not None else sys.argv[1:]
+    )
+    if args.bootstrap and args.bootstrap < 2:
+        raise ConfigError(f"--bootstrap: expected 0 (off) or at least 2; got {args.bootstrap!r}.")
+    from ..analysis.stats import (
+        bootstrap_coefs,
+        diagnostics_table,
+        r2_table,
+        residual_frame,
+        uncertainty_table,
+    )
+
+    # Everything is computed before the first byte is written; artifacts are published together.
+    boot = None
+    if args.bootstrap:
+        boot = bootstrap_coefs(
+            res.pairs,
+            n_boot=args.bootstrap,
+            seed=args.bootstrap_seed,
+            ddof=args.ddof,
+            progress=not args.no_progress,
+        )
+        params = {**params, "bootstrap": boot.parameters}
+        prov = Provenance(inputs=prov.inputs, parameters=params, argv=prov.argv)
+    covs = list(dict.fromkeys(["nonrobust", "HC3", args.cov_type]))
+    unc = uncertainty_table(res.qd_table, cov_types=covs, bootstrap=boot, ddof=args.ddof)
+    r2 = r2_table(res.qd_table, ddof=args.ddof)
+    diag = diagnostics_table(res.qd_table)
+    sens = None
+    if args.sensitivity:
+        from ..analysis.measures import measure_table
+        from ..analysis.stats import sensitivity_table
+
+        sens = sensitivity_table(
+            measure_table(res, outputs, quality_source=args.quality),
+            cov_type=args.cov_type,
+            ddof=args.ddof,
+        )
+    fmts = list(dict.fromkeys(args.formats))
+    with staged_dir(out) as stage:
+        written = save_table(res.qd_table, "qd_table", out_dir=stage, provenance=prov)
+        written += save_table(
+            res.coefficients, "coefficients", out_dir=stage, formats=fmts, provenance=prov
+        )
+        written += save_table(unc, "uncertainty", out_dir=stage, formats=fmts, provenance=prov)
+        written += save_table(r2, "r2", out_dir=stage, formats=fmts, provenance=prov)
+        written += save_table(diag, "diagnostics", out_dir=stage, formats=fmts, provenance=prov)
+        if boot is not None:
+            written += save_table(boot.draws, "bootstrap_draws", out_dir=stage, provenance=prov)
+        if sens is not None:
+            written += save_table(sens, "sensitivity", out_dir=stage, formats=fmts, provenance=prov)
+        if not args.no_figures:
+            import matplotlib as mpl
+
+            mpl.use("Agg")
+            import matplotlib.pyplot as plt
+
+            from ..analysis.paper import table4
+            from ..analysis.plotting import (
+                coefficient_figure,
+                figure,
+                forest_figure,
+                paper_style,
+                plot_residuals,
+                qd_scatter_figure,
+            )
+
+            with paper_style():
+                fig = coefficient_figure(res.coefficients, reference=table4(), width=args.width)
+                written += save_figure(fig, "fig_coefficients", out_dir=stage, provenance=prov)
+                plt.close(fig)
+                fig = forest_figure(unc, width="double")
+                written += save_figure(fig, "fig_uncertainty", out_dir=stage, provenance=prov)
+                plt.close(fig)
+                fig = qd_scatter_figure(res.qd_table, width="double")
+                written += save_figure(fig, "fig_qd_scatter", out_dir=stage, provenance=prov)
+                plt.close(fig)
+                names = sorted(res.qd_table["dataset"].unique())
+                fig, ax = figure(width="double", height=2.0, ncols=len(names))
+                resid = residual_frame(res.fits)
+                for a, ds in zip(ax[0], names, strict=True):
+                    plot_residuals(resid, dataset=ds, ax=a)
+                    a.set_title(ds, fontsize=7)
+                written += save_figure(fig, "fig_residuals", out_dir=stage, provenance=prov)
+                plt.close(fig)
+    written = [out / w.name for w in written]
+    emb = res.embeddings
+    print(  # noqa: T201  (CLI output)
+        f"Performance ~ z(quality) + z(diversity), OLS per dataset (cov_type={args.cov_type}; "
+        f"quality={params['quality']}; aggregator={params['aggregator']}; Vendi "
+        f"q={params['vendi_q']}; embeddings {emb.model}):"
+    )
+    print(_format_summary(res.coefficients))  # noqa: T201
+    print(  # noqa: T201
+        f"\nembedded {emb.n_embedded} texts ({emb.n_cached} from cache, {emb.n_truncated} "
+        f"truncated at {emb.max_seq_length} tokens) in {res.timings['embed_s']:.1f} s; total "
+        f"{time.perf_counter() - t0:.1f} s"
+    )
+    for w in written:
+        print(f"wrote {w}")  # noqa: T201
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 1 error, 2 usage, 130 interrupted)."""
+    parser = build_parser()
+    return run_main(lambda a: _run(a, argv), parser, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Chat request and response types and the :class:`ChatClient` protocol.
+
+Providers implement one async method, :meth:`ChatClient.complete`, and only translate: they raise
+:class:`~qdanalysis.errors.ProviderError` with ``kind`` set, and leave retries, caching,
+concurrency and accounting to :class:`qdanalysis.runner.llm.managed.ManagedClient`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from ...errors import ConfigError
+
+__all__ = [
+    "ChatClient",
+    "ChatRequest",
+    "ChatResponse",
+    "Message",
+    "MultiSampleClient",
+    "supports_n",
+]
+
+Message = Mapping[str, str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatRequest:
+    """One chat-completion request. Everything here that changes the output is in the cache key."""
+
+    model: str
+    """Model name as the backend knows it."""
+    messages: tuple[Mapping[str, str], ...]
+    """Chat messages, each ``{"role": ..., "content": ...}``."""
+    temperature: float = 0.7
+    """Sampling temperature (0 = greedy)."""
+    max_tokens: int = 2048
+    """Maximum new tokens."""
+    top_p: float = 1.0
+    """Nucleus sampling mass."""
+    seed: int | None = None
+    """Sampling seed, when the backend honours one."""
+    sample_index: int = 0
+    """Which sample of (model, messages) this is: distinct indices are distinct samples."""
+    stop: tuple[str, ...] = ()
+    """Stop strings."""
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ConfigError("ChatRequest.model: expected a non-empty model name; got ''.")
+        msgs = tuple(dict(m) for m in self.messages)
+        for i, m in enumerate(msgs):
+            if set(m) != {"role", "content"} or not isinstance(m["content"], str):
+                raise ConfigError(
+                    f"ChatRequest.messages[{i}]: expected {{'role': str, 'content': str}}; "
+                    f"got {m!r}."
+                )
+        object.__setattr__(self, "messages", msgs)
+        object.__setattr__(self, "stop", tuple(self.stop))
+        if self.temperature < 0:
+            raise ConfigError(f"ChatRequest.temperature: expected >= 0; got {self.temperature!r}.")
+        if self.max_tokens < 1:
+            raise ConfigError(f"ChatRequest.max_tokens: expected >= 1; got {self.max_tokens!r}.")
+        if self.sample_index < 0:
+            raise ConfigError(
+                f"ChatRequest.sample_index: expected >= 0; got {self.sample_index!r}."
+            )
+
+    def key_fields(self) -> dict[str, Any]:
+        """The fields that determine the output (for cache keys), as plain data."""
+        return {
+            "model": self.model,
+            "messages": [dict(m) for m in self.messages],
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "top_p": self.top_p,
+            "seed": self.seed,
+            "sample_index": self.sample_index,
+            "stop": list(self.stop),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatResponse:
+    """One completion and its accounting."""
+
+    text: str
+    model: str
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_s: float | None = None
+    cached: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class ChatClient(Protocol):
+    """A chat backend. ``endpoint`` (base URL or model path) is part of the cache key."""
+
+    @property
+    def endpoint(self) -> str:
+        """Base URL or model path; a plain attribute or a read-only property satisfies it."""
+        ...
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        """Return one completion, or raise :class:`~qdanalysis.errors.ProviderError`."""
+        ...
+
+
+@runtime_checkable
+class MultiSampleClient(ChatClient, Protocol):
+    """A backend that draws several samples of one prompt in one call (OpenAI's ``n``).
+
+    ``complete_n(request, n)`` returns samples ``request.sample_index`` to
+    ``request.sample_index + n - 1``, in that order. Backends set ``supports_n = True``.
+    """
+
+    supports_n: bool
+
+    async def complete_n(self, request: ChatRequest, n: int) -> list[ChatResponse]:
+        """Return ``n`` completions of ``request``, or raise :class:`ProviderError`."""
+        ...
+
+
+def supports_n(client: object) -> bool:
+    """Whether ``client`` can draw several samples in one call (see :class:`MultiSampleClient`).
+
+    Examples
+    --------
+    >>> supports_n(object())
+    False
+    """
+    return bool(getattr(client, "supports_n", False)) and callable(
+        getattr(client, "complete_n", None)
+    )
