@@ -42,6 +42,6 @@ def resolve_device(
     if base == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
             f"device: expected an available device; got {device!r} but CUDA is "
-            "not available. Use --device auto or cpu."
+            "not available. Pass device='auto' or 'cpu'."
         )
     return device

@@ -29,6 +29,7 @@ __all__ = [
     "KEY_COLUMNS",
     "OPTIONAL_COLUMNS",
     "OUTPUTS_SCHEMA",
+    "PROVENANCE_COLUMNS",
     "REQUIRED_COLUMNS",
     "RUN_KEY_COLUMNS",
     "add_proposer_column",
@@ -66,6 +67,10 @@ OPTIONAL_TEXT_COLUMNS: tuple[str, ...] = ("question", "reference", "answer", "an
 KEY_COLUMNS: tuple[str, ...] = ("dataset", "question_id", "model", "sample_index")
 #: Extra key columns of runner rows (aggregator and intermediate-layer outputs), when present.
 RUN_KEY_COLUMNS: tuple[str, ...] = ("config_id", "role", "layer", "step")
+#: Columns that record how a call went (when, how fast, whether from a cache), not what it
+#: produced: two copies of one output (e.g. in two run stores of one proposer pool) may differ
+#: in them and are still one output.
+PROVENANCE_COLUMNS: tuple[str, ...] = ("created_at", "latency_s", "cached")
 
 _SUFFIXES = (".jsonl", ".jsonl.gz", ".json.gz", ".ndjson", ".parquet", ".pq", ".csv", ".csv.gz")
 
@@ -90,7 +95,7 @@ def find_output_files(directory: str | Path) -> list[Path]:
     if not d.is_dir():
         raise DataError(
             "expected a directory of outputs files; it does not exist. "
-            "Pass --outputs FILE... or run from the repository root.",
+            "Pass the outputs files themselves, or the directory that holds them.",
             path=d,
         )
     files = sorted(p for p in d.iterdir() if p.is_file() and _suffix(p) in _SUFFIXES)
@@ -360,7 +365,10 @@ def load_outputs(
         p = Path(p)
         files.extend(find_output_files(p) if p.is_dir() else [p])
     if not files:
-        raise DataError("expected at least one outputs file; got none. Pass --outputs FILE.")
+        raise DataError(
+            "load_outputs: expected at least one outputs file in paths; got none. "
+            "Pass a file or a directory."
+        )
     frames = [_read_one(f) for f in files]
     df = pd.concat(frames, ignore_index=True, sort=False)
     if validate:
@@ -450,8 +458,14 @@ def validate_outputs(df: pd.DataFrame) -> pd.DataFrame:
     """Check an outputs table and return it with canonical dtypes.
 
     Checks: required columns present; string, integer and score types; ``correct`` in [0, 1];
-    no duplicate row keys; one ``question`` text per ``(dataset, question_id)``. Empty outputs
+    one row per row key; one ``question`` text per ``(dataset, question_id)``. Empty outputs
     are kept but reported with a :class:`~qdanalysis.errors.DataWarning`.
+
+    The row key is :data:`KEY_COLUMNS` plus those of :data:`RUN_KEY_COLUMNS` present. Rows with
+    one key must be copies of one output: a row equal to an earlier one with its key in every
+    column but :data:`PROVENANCE_COLUMNS` (e.g. the shared proposer samples of two run stores of
+    one pool, concatenated or loaded together) is kept once, with a ``DataWarning``; rows with one
+    key that differ elsewhere are an error naming both.
 
     Parameters
     ----------
@@ -463,47 +477,85 @@ def validate_outputs(df: pd.DataFrame) -> pd.DataFrame:
     -------
     pandas.DataFrame
         A copy with ``sample_index`` as int64, ``correct`` and ``temperature`` as float64, the id
-        and text columns as object (str or None), and every optional schema column present.
+        and text columns as object (str or None), and every optional schema column present; the
+        first of each set of copies only, in input order, with a fresh index.
 
     Raises
     ------
     DataError
         On the first problem found, naming the column (and file and line when known).
     """
-    if not isinstance(df, pd.DataFrame):
-        raise DataError(f"expected a pandas DataFrame; got {type(df).__name__}.")
-    if len(df) == 0:
-        raise DataError("expected at least one row; the outputs table is empty.")
-    src = sorted(set(df["_source"])) if "_source" in df.columns else []
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-    if missing:
-        where = f"{', '.join(src)}: " if src else ""
-        present = [c for c in df.columns if not c.startswith("_")]
-        raise DataError(
-            f"{where}expected the columns {list(REQUIRED_COLUMNS)}; missing {missing}. "
-            f"Present: {present}. Rename or add the missing columns."
-        )
+    _check_columns(df)
     df = df.copy()
-    if "_source" in df.columns:
-        # A column missing in some rows of a JSONL file shows up as null: report the row.
-        for col in REQUIRED_COLUMNS:
-            bad = df[col].isna()
-            if col == "output":
-                continue
-            if bad.any():
-                idx = bad.idxmax()
-                raise DataError(
-                    f"expected a value; the field is missing, null or NaN. Every row needs "
-                    f"{col!r}.",
-                    column=col,
-                    **_where(df, idx),
-                )
+    _check_required_present(df)
     for col in ("dataset", "question_id", "model"):
         _check_str(df, col, nullable=False)
         df[col] = df[col].astype(str)
     df["sample_index"] = _to_number(df, "sample_index", integer=True, nullable=False).astype(
         np.int64
     )
+    df["correct"] = _scores(df)
+    df["output"] = _output_texts(df)
+    for col in OPTIONAL_COLUMNS:
+        if col not in df.columns:
+            df[col] = np.nan if col == "temperature" else None
+    for col in OPTIONAL_TEXT_COLUMNS:
+        _check_str(df, col, nullable=True)
+        # object dtype keeps None as None (pandas 3 would infer its str dtype and turn it to NaN)
+        df[col] = pd.Series(
+            [None if _is_null(v) else str(v) for v in df[col]], index=df.index, dtype=object
+        )
+    df["temperature"] = _to_number(df, "temperature", integer=False, nullable=True)
+    df = _drop_copies(df)
+    n_empty = int((df["output"].str.strip() == "").sum())
+    if n_empty:
+        warnings.warn(
+            f"{n_empty} of {len(df)} outputs are empty; they are kept (their embedding is that of "
+            "an empty text, which lowers diversity). Drop them first if they are failures.",
+            DataWarning,
+            stacklevel=2,
+        )
+    _check_one_question(df)
+    return df.drop(columns=[c for c in ("_source", "_line") if c in df.columns]).reset_index(
+        drop=True
+    )
+
+
+def _check_columns(df: pd.DataFrame) -> None:
+    """A non-empty DataFrame with every required column."""
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(f"expected a pandas DataFrame; got {type(df).__name__}.")
+    if len(df) == 0:
+        raise DataError("expected at least one row; the outputs table is empty.")
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        src = sorted(set(df["_source"])) if "_source" in df.columns else []
+        where = f"{', '.join(src)}: " if src else ""
+        present = [c for c in df.columns if not str(c).startswith("_")]
+        raise DataError(
+            f"{where}expected the columns {list(REQUIRED_COLUMNS)}; missing {missing}. "
+            f"Present: {present}. Rename or add the missing columns."
+        )
+
+
+def _check_required_present(df: pd.DataFrame) -> None:
+    """In a table read from files, a required field missing in some rows is an error there."""
+    if "_source" not in df.columns:
+        return
+    # A column missing in some rows of a JSONL file shows up as null: report the row. A null
+    # output is an empty response (see _output_texts), not a missing field.
+    for col in REQUIRED_COLUMNS:
+        bad = df[col].isna()
+        if col != "output" and bad.any():
+            raise DataError(
+                f"expected a value; the field is missing, null or NaN. Every row needs {col!r}.",
+                column=col,
+                **_where(df, bad.idxmax()),
+            )
+
+
+def _scores(df: pd.DataFrame) -> pd.Series:
+    """``correct`` as float64 in [0, 1]."""
     correct = _to_number(df, "correct", integer=False, nullable=False)
     bad = (correct < 0) | (correct > 1)
     if bad.any():
@@ -514,57 +566,113 @@ def validate_outputs(df: pd.DataFrame) -> pd.DataFrame:
             column="correct",
             **_where(df, idx),
         )
-    df["correct"] = correct.astype(np.float64)
-    # Outputs: null means an empty response; strings otherwise. (An all-null column arrives
-    # as float64, which cannot hold "": make it object first.)
-    df["output"] = df["output"].astype(object)
+    return correct.astype(np.float64)
+
+
+def _output_texts(df: pd.DataFrame) -> pd.Series:
+    """``output`` as object strings; null means an empty response."""
+    # An all-null column arrives as float64, which cannot hold "": build an object column.
+    texts: list[str] = []
     for idx, v in df["output"].items():
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            df.at[idx, "output"] = ""
-        elif not isinstance(v, str):
+        if _is_null(v):
+            texts.append("")
+        elif isinstance(v, str):
+            texts.append(v)
+        else:
             raise DataError(
                 f"{_row_label(df, idx)}expected the response text; got "
                 f"{type(v).__name__} {v!r}. Store 'output' as a string.",
                 column="output",
                 **_where(df, idx),
             )
-    for col in OPTIONAL_COLUMNS:
-        if col not in df.columns:
-            df[col] = np.nan if col == "temperature" else None
-    for col in ("question", "reference", "answer", "answer_key"):
-        _check_str(df, col, nullable=True)
-        df[col] = df[col].astype(object).where(df[col].notna(), None)
-        # object dtype keeps None as None (pandas 3 would infer its str dtype and turn it to NaN)
-        df[col] = pd.Series(
-            [None if v is None else str(v) for v in df[col]], index=df.index, dtype=object
-        )
-    df["temperature"] = _to_number(df, "temperature", integer=False, nullable=True)
-    n_empty = int((df["output"].str.strip() == "").sum())
-    if n_empty:
-        warnings.warn(
-            f"{n_empty} of {len(df)} outputs are empty; they are kept (their embedding is that of "
-            "an empty text, which lowers diversity). Drop them first if they are failures.",
-            DataWarning,
-            stacklevel=2,
-        )
+    return pd.Series(texts, index=df.index, dtype=object)
+
+
+def _is_null(v: Any) -> bool:
+    """True for None, NaN, pandas.NA and NaT; False for any other value (lists included)."""
+    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v))
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    return str(v)
+
+
+def _canonical(v: Any) -> str:
+    """One text per value, equal for equal values, nulls included (a key or content token)."""
+    if _is_null(v):
+        return "null"
+    return json.dumps(v, sort_keys=True, default=_json_default)
+
+
+def _where_text(df: pd.DataFrame, idx: Any) -> str:
+    if "_source" in df.columns:
+        return f"{df.at[idx, '_source']} line {int(df.at[idx, '_line'])}"
+    return f"row {idx}"
+
+
+def _difference(a: str, b: str, width: int = 30) -> str:
+    """Where two texts first differ: ``'…there…' there, '…here…' here``."""
+    start = next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
+    lo = max(0, start - width // 2)
+
+    def cut(t: str) -> str:
+        return ("…" if lo else "") + t[lo : lo + width] + ("…" if len(t) > lo + width else "")
+
+    return f"{cut(a)} there, {cut(b)} here"
+
+
+def _drop_copies(df: pd.DataFrame) -> pd.DataFrame:
+    """Keep the first of each set of rows with one key; raise if two of them differ.
+
+    Keys and contents are compared as canonical texts, so a null equals a null (pandas 3 turns
+    the null ``config_id`` and ``step`` of proposer rows into NaN under ``astype(str)``, and
+    NaN equals nothing).
+    """
     key = list(KEY_COLUMNS) + [c for c in RUN_KEY_COLUMNS if c in df.columns]
-    keyframe = df[key].astype(object).where(df[key].notna(), None).astype(str)
-    dup = keyframe.duplicated(keep="first")
-    if dup.any():
-        idx = dup.idxmax()
-        first = keyframe.index[(keyframe == keyframe.loc[idx]).all(axis=1)][0]
-        vals = {c: df.at[idx, c] for c in KEY_COLUMNS}
-        where_first = (
-            f"{df.at[first, '_source']} line {int(df.at[first, '_line'])}"
-            if "_source" in df.columns
-            else f"row {first}"
-        )
-        raise DataError(
-            f"{_row_label(df, idx)}expected one row per {key}; got a duplicate of "
-            f"{where_first}: {vals}. Remove the duplicate or give it another sample_index.",
-            column="sample_index",
-            **_where(df, idx),
-        )
+    keys = pd.Series(
+        [json.dumps(t) for t in zip(*(df[c].map(_canonical) for c in key), strict=True)],
+        index=df.index,
+        dtype=object,
+    )
+    later = keys.duplicated(keep="first")
+    if not later.any():
+        return df
+    content = [c for c in df.columns if c not in (*key, *PROVENANCE_COLUMNS, "_source", "_line")]
+    first_of = dict(zip(keys[~later], keys.index[~later], strict=True))
+    for idx in keys.index[later]:
+        first = first_of[keys[idx]]
+        for col in content:
+            a, b = _canonical(df.at[first, col]), _canonical(df.at[idx, col])
+            if a != b:
+                vals = {c: json.loads(_canonical(df.at[idx, c])) for c in KEY_COLUMNS}
+                raise DataError(
+                    f"{_row_label(df, idx)}expected one row per {key}; got a duplicate of "
+                    f"{_where_text(df, first)} with another {col!r} ({_difference(a, b)}): "
+                    f"{vals}. Remove one of the two, or give this one another sample_index "
+                    "(or config_id).",
+                    column="sample_index",
+                    **_where(df, idx),
+                )
+    n = int(later.sum())
+    first_copy = keys.index[later][0]
+    warnings.warn(
+        f"{n} of {len(df)} rows repeat an earlier row with the same key and content (e.g. "
+        f"{_where_text(df, first_copy)} repeats {_where_text(df, first_of[keys[first_copy]])}); "
+        "each output is kept once. Loading two run stores that share proposer samples does this.",
+        DataWarning,
+        stacklevel=3,
+    )
+    return df.loc[~later]
+
+
+def _check_one_question(df: pd.DataFrame) -> None:
+    """One question text per (dataset, question_id)."""
     q = df.loc[df["question"].notna(), ["dataset", "question_id", "question"]]
     nq = q.groupby(["dataset", "question_id"], sort=False)["question"].nunique()
     if (nq > 1).any():
@@ -578,9 +686,6 @@ def validate_outputs(df: pd.DataFrame) -> pd.DataFrame:
             column="question",
             **_where(df, idx),
         )
-    return df.drop(columns=[c for c in ("_source", "_line") if c in df.columns]).reset_index(
-        drop=True
-    )
 
 
 def proposer_rows(outputs: pd.DataFrame) -> pd.DataFrame:
@@ -625,14 +730,14 @@ def add_proposer_column(
     if missing:
         raise DataError(
             f"proposer key: expected columns {key}; missing {missing}. "
-            f"Present: {[c for c in outputs.columns]}. Choose --proposer-key from these.",
+            f"Present: {[c for c in outputs.columns]}. Choose proposer_key from these.",
         )
     for c in key:
         if outputs[c].isna().any():
             n = int(outputs[c].isna().sum())
             raise DataError(
                 f"proposer key: expected a value in every row; {n} rows have none. "
-                "Fill the column or choose another --proposer-key.",
+                "Fill the column or choose another proposer_key.",
                 column=c,
             )
     out = outputs.copy()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -109,13 +110,110 @@ def test_mistyped_column_is_named(tmp_path):
     assert (exc.value.line, exc.value.column) == (3, "sample_index")
 
 
-def test_duplicate_rows_are_rejected_with_both_lines(tmp_path):
-    dup = [*rows(3), rows(3)[0]]
+def test_duplicate_keys_with_other_content_are_rejected_with_both_lines(tmp_path):
+    dup = [*rows(3), {**rows(3)[0], "output": "5", "correct": 0}]
     p = write_jsonl(tmp_path / "d.jsonl", dup)
     with pytest.raises(DataError) as exc:
         load_outputs(p)
     assert exc.value.line == 4
     assert "line 1" in str(exc.value)
+    assert "another 'output'" in str(exc.value)
+
+
+def test_identical_copies_are_kept_once_with_a_warning(tmp_path):
+    p = write_jsonl(tmp_path / "d.jsonl", [*rows(3), rows(3)[0]])
+    with pytest.warns(DataWarning, match=r"1 of 4 rows repeat .*d.jsonl line 4 repeats .*line 1"):
+        df = load_outputs(p)
+    assert df["sample_index"].tolist() == [0, 1, 2]
+
+
+# -- two run stores compared: their shared proposer rows appear in both ----------------------------
+
+RUN = (
+    Path(__file__).resolve().parents[1] / "data" / "runs" / "csqa_smollm2_gemma3" / "outputs.jsonl"
+)
+#: The configurations of run "a"; run "b" has the others. Both hold every proposer row.
+RUN_A = {"cfg-8b1bf747c73d", "cfg-a09e04cd52b9", "cfg-943cd578da60"}
+
+
+def split_run(tmp_path: Path, edit_b=None) -> tuple[Path, Path]:
+    """Two run stores of one proposer pool, as two runs comparing methods leave them."""
+    records = [json.loads(line) for line in RUN.read_text(encoding="utf-8").splitlines()]
+    a = [r for r in records if r["config_id"] is None or r["config_id"] in RUN_A]
+    b = [dict(r) for r in records if r["config_id"] not in RUN_A]
+    if edit_b is not None:
+        edit_b(b)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    return (
+        write_jsonl(tmp_path / "a" / "outputs.jsonl", a),
+        write_jsonl(tmp_path / "b" / "outputs.jsonl", b),
+    )
+
+
+def _sorted(df: pd.DataFrame) -> pd.DataFrame:
+    key = ["config_id", "step", "model", "question_id", "sample_index"]
+    return df.sort_values(key, na_position="first").reset_index(drop=True)
+
+
+@pytest.mark.parametrize("how", ["two files", "concatenated"])
+def test_two_run_stores_sharing_proposers_load_as_one_run(tmp_path, how):
+    with pytest.warns(DataWarning, match="empty"):
+        whole = load_outputs(RUN)
+    a, b = split_run(tmp_path)
+    n_a = len(a.read_text().splitlines())
+    if how == "concatenated":
+        both = tmp_path / "both.jsonl"
+        both.write_bytes(a.read_bytes() + b.read_bytes())
+        paths, copy = [both], f"both.jsonl line {n_a + 1} repeats .*both.jsonl line 1\\b"
+    else:
+        paths, copy = [a, b], "b/outputs.jsonl line 1 repeats .*a/outputs.jsonl line 1\\b"
+    with pytest.warns(DataWarning) as record:
+        df = load_outputs(paths)
+    messages = [str(w.message) for w in record]
+    assert any(re.search(f"^180 of 520 rows repeat .*{copy}", m) for m in messages), messages
+    assert any(m.startswith("5 of 340 outputs are empty") for m in messages), messages
+    assert (df["role"] == "proposer").sum() == 180
+    pd.testing.assert_frame_equal(_sorted(df), _sorted(whole[df.columns]))
+
+
+def test_provenance_of_a_shared_sample_may_differ(tmp_path):
+    def recall(b):  # run "b" took its proposer samples from a response cache, later
+        for r in b:
+            if r["role"] == "proposer":
+                r.update(cached=True, latency_s=0.01, created_at="2026-11-27T09:00:00+00:00")
+
+    with pytest.warns(DataWarning):
+        df = load_outputs(split_run(tmp_path, recall))
+    assert len(df) == 340
+    assert not df.loc[df["role"] == "proposer", "cached"].any()  # the first copy is kept
+
+
+@pytest.mark.parametrize("role", ["proposer", "aggregator"])
+def test_same_key_other_output_names_both_files(tmp_path, role):
+    def resample(b):  # one output of "b" is not the one "a" has under the same key
+        r = next(r for r in b if r["role"] == role and r["config_id"] in (None, *RUN_A))
+        r["output"] += " (resampled)"
+
+    def share(b):  # for the aggregator case, "b" also ran one of "a"'s configurations
+        b.extend(
+            json.loads(line)
+            for line in RUN.read_text(encoding="utf-8").splitlines()
+            if json.loads(line)["config_id"] == "cfg-a09e04cd52b9"
+        )
+        resample(b)
+
+    a, b = split_run(tmp_path, resample if role == "proposer" else share)
+    lines_a = a.read_text().splitlines()
+    lines_b = b.read_text().splitlines()
+    bad = next(i for i, t in enumerate(lines_b, 1) if "(resampled)" in t)
+    good = lines_a.index(lines_b[bad - 1].replace(" (resampled)", "")) + 1
+    with pytest.raises(DataError) as exc:
+        load_outputs([a, b])
+    msg = str(exc.value)
+    assert (exc.value.path, exc.value.line) == (str(b), bad)
+    assert f"a duplicate of {a} line {good} with another 'output'" in msg
+    assert "(resampled)" in msg
 
 
 def test_empty_file_is_rejected(tmp_path):

@@ -213,7 +213,7 @@ def fit_ols(qd_table: pd.DataFrame, spec: RegressionSpec | None = None) -> OLSRe
     if n <= k:
         raise DataError(
             f"fit_ols: expected more configurations than the {k} parameters; got {n}. "
-            "Generate more configurations (--max-configs) or fit fewer terms."
+            "Generate more configurations or fit fewer terms."
         )
     if n < 10 * k:
         warnings.warn(

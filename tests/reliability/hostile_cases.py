@@ -406,12 +406,21 @@ CASES: list[Hostile] = [
         "null",
     ),
     # -- duplicates and inconsistent questions -----------------------------------------------------
-    Hostile("duplicate-row", "duplicates", "o.jsonl", GOOD + GOOD, 2, "sample_index", "line 1"),
+    # (identical copies of a row are one output, loaded once: see test_hostile_inputs)
+    Hostile(
+        "duplicate-key-other-output",
+        "duplicates",
+        "o.jsonl",
+        GOOD + jsonl_bytes([row(output="The answer is 5.", correct=0)]),
+        2,
+        "sample_index",
+        "line 1",
+    ),
     Hostile(
         "duplicate-after-type-coercion",
         "duplicates",
         "o.jsonl",
-        jsonl_bytes([row(question_id=7), row(question_id="7")]),
+        jsonl_bytes([row(question_id=7), row(question_id="7", answer="5")]),
         2,
         "sample_index",
         "duplicate",
@@ -537,7 +546,7 @@ CASES: list[Hostile] = [
         "parquet-duplicate",
         "CSV/Parquet variants",
         "o.parquet",
-        _parquet(pd.DataFrame([row(), row()])),
+        _parquet(pd.DataFrame([row(), row(correct=0)])),
         2,
         "sample_index",
         "duplicate",

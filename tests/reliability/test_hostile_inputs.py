@@ -121,12 +121,20 @@ def test_error_names_the_right_file_among_several(write_file) -> None:
 
 def test_duplicate_across_files_names_both(write_file) -> None:
     a = write_file("a.jsonl", jsonl_bytes([row()]))
-    b = write_file("b.jsonl", jsonl_bytes([row(sample_index=1), row()]))
+    b = write_file("b.jsonl", jsonl_bytes([row(sample_index=1), row(answer_key="5")]))
     with pytest.raises(DataError) as info:
         load_outputs([a, b])
     assert info.value.path == str(b)
     assert info.value.line == 2
-    assert f"{a} line 1" in str(info.value)
+    assert f"{a} line 1 with another 'answer_key'" in str(info.value)
+
+
+def test_identical_copy_across_files_is_one_output(write_file) -> None:
+    a = write_file("a.jsonl", jsonl_bytes([row()]))
+    b = write_file("b.jsonl", jsonl_bytes([row(sample_index=1), row()]))
+    with pytest.warns(DataWarning, match=f"1 of 3 rows repeat .*{b} line 2 repeats {a} line 1"):
+        df = load_outputs([a, b])
+    assert df["sample_index"].tolist() == [0, 1]
 
 
 def test_missing_file_and_empty_directory(tmp_path: Path) -> None:
