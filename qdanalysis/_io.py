@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -21,9 +22,22 @@ __all__ = ["atomic_path", "atomic_write", "default_file_mode", "staged_dir"]
 
 def default_file_mode() -> int:
     """The mode ``open(path, "w")`` would give a new file: ``0o666`` less the current umask."""
-    mask = os.umask(0)
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    # Linux reports the umask in /proc; setting and restoring it (the portable way) would, for
+    # an instant, let files that other threads create be world-writable.
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
 
 
 @contextlib.contextmanager
@@ -53,6 +67,23 @@ def staged_dir(out_dir: str | Path) -> Iterator[Path]:
             out.rmdir()
 
 
+def _new_temp_file(path: Path) -> Path:
+    """Create an empty, new file beside ``path`` with the mode ``open`` would give it.
+
+    Unlike :func:`tempfile.mkstemp` (always ``0o600``) it asks for ``0o666`` and lets the
+    kernel apply the umask, so nothing needs a ``chmod`` afterwards.
+    """
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"could not create a temporary file beside {path}")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
@@ -62,14 +93,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _new_temp_file(path)
     try:
         yield tmp_path
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
-        os.chmod(tmp_path, default_file_mode())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
