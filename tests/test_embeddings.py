@@ -1,9 +1,18 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from qdanalysis.analysis.embeddings import EmbeddingCache, Embeddings, embed_texts
+from qdanalysis._hashing import text_sha256
+from qdanalysis.analysis.embeddings import (
+    CACHE_FILE,
+    EmbeddingCache,
+    Embeddings,
+    default_cache_dir,
+    embed_texts,
+)
 from qdanalysis.errors import DataError, DataWarning
 
 QUICKSTART = ["The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium."]
@@ -82,3 +91,22 @@ def test_corrupt_cache_file_is_a_clear_error(tmp_path):
     p.write_bytes(b"this is not a database" * 100)
     with pytest.raises(DataError, match="Delete the file"):
         EmbeddingCache(p)
+
+
+def test_default_cache_location(monkeypatch, tmp_path):
+    monkeypatch.delenv("QDANALYSIS_CACHE_DIR", raising=False)
+    assert default_cache_dir() == Path("data/cache")
+    monkeypatch.setenv("QDANALYSIS_CACHE_DIR", str(tmp_path))
+    assert default_cache_dir() / CACHE_FILE == tmp_path / "embeddings.sqlite"
+
+
+def test_vectors_cached_without_token_counts_are_counted_again(minilm, tmp_path):
+    cache = EmbeddingCache(tmp_path / "e.sqlite")
+    cache.put_many(minilm.name, [text_sha256(QUICKSTART[0])], minilm.encode(QUICKSTART[:1]))
+    spy = Spy(minilm)
+    with pytest.warns(DataWarning, match="1 of 2 distinct texts"):
+        emb = embed_texts(["x " * 400, QUICKSTART[0]], spy, cache=cache, progress=False)
+    cache.close()
+    assert (emb.n_cached, emb.n_embedded, spy.encoded) == (1, 1, 1)
+    assert emb.n_truncated == 1
+    assert emb.vectors.shape == (2, 384)

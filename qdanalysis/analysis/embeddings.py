@@ -5,9 +5,8 @@ SQLite file keyed by ``(embedder name, text hash)`` so a second run embeds nothi
 number of texts longer than the model's ``max_seq_length`` (which the model silently cuts) is
 counted and reported.
 
-Neighbours: :mod:`qdanalysis.outputs` gives the texts; :mod:`qdanalysis.analysis.diversity` turns
-the
-vectors into Vendi Scores.
+Neighbours: :mod:`qdanalysis.outputs` gives the texts; :mod:`qdanalysis.analysis.diversity`
+turns the vectors into Vendi Scores.
 """
 
 from __future__ import annotations
@@ -33,11 +32,13 @@ from .._optional import require
 from ..errors import ConfigError, DataError, DataWarning
 
 __all__ = [
+    "CACHE_FILE",
     "DEFAULT_EMBEDDING_MODEL",
     "Embedder",
     "EmbeddingCache",
     "Embeddings",
     "SentenceTransformerEmbedder",
+    "default_cache_dir",
     "embed_texts",
     "resolve_device",
 ]
@@ -418,64 +419,15 @@ def embed_texts(
         A :class:`~qdanalysis.errors.DataWarning` reports truncation when any text exceeds the
         model's ``max_seq_length``.
     """
-    uniq: dict[str, str] = {}
-    for t in texts:
-        if not isinstance(t, str):
-            raise DataError(f"embed_texts: expected str texts; got {type(t).__name__} {t!r}.")
-        uniq.setdefault(text_sha256(t), t)
+    uniq = _distinct_texts(texts)
     hashes = list(uniq)
     found = cache.get_many(embedder.name, hashes) if cache is not None else {}
-    todo = [h for h in hashes if h not in found]
-    todo.sort(key=lambda h: len(uniq[h]))
-    new_vecs: dict[str, NDArray[np.float32]] = {}
-    new_tok: dict[str, int] = {}
-    if todo:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(
-            total=len(todo), desc="embedding", unit="text", disable=not progress, leave=False
-        )
-        try:
-            for i in range(0, len(todo), chunk_size):
-                chunk = todo[i : i + chunk_size]
-                ctexts = [uniq[h] for h in chunk]
-                vecs = embedder.encode(ctexts)
-                toks = embedder.token_counts(ctexts)
-                if vecs.shape[0] != len(chunk):
-                    raise DataError(
-                        f"embedder {embedder.name!r}: expected {len(chunk)} vectors; got "
-                        f"{vecs.shape[0]}."
-                    )
-                if cache is not None:
-                    cache.put_many(embedder.name, chunk, vecs, toks)
-                for h, v, t in zip(chunk, vecs, toks, strict=True):
-                    new_vecs[h] = v
-                    new_tok[h] = int(t)
-                bar.update(len(chunk))
-        finally:
-            bar.close()
-    dims = {v.shape[0] for v, _ in found.values()} | {v.shape[0] for v in new_vecs.values()}
-    if len(dims) > 1:
-        raise DataError(
-            f"embeddings of {embedder.name!r} have mixed dimensions {sorted(dims)}; the cache "
-            "holds vectors of another model under this name. Delete the cache file."
-        )
-    d = dims.pop() if dims else 0
-    vectors = np.empty((len(hashes), d), dtype=np.float32)
-    index: dict[str, int] = {}
-    tokens: list[int | None] = []
-    for i, h in enumerate(hashes):
-        if h in new_vecs:
-            vectors[i] = new_vecs[h]
-            tokens.append(new_tok[h])
-        else:
-            vec, ntok = found[h]
-            vectors[i] = vec
-            tokens.append(ntok)
-        index[h] = i
+    todo = sorted((h for h in hashes if h not in found), key=lambda h: len(uniq[h]))
+    new = _embed_new(uniq, todo, embedder, cache=cache, chunk_size=chunk_size, progress=progress)
+    vectors, tokens = _stack(hashes, {**found, **new}, embedder.name)
     msl = embedder.max_seq_length
     missing_tok = [i for i, t in enumerate(tokens) if t is None]
-    if missing_tok and msl:
+    if missing_tok and msl:  # vectors cached before token counts were: count them now
         counts = embedder.token_counts([uniq[hashes[i]] for i in missing_tok])
         for i, c in zip(missing_tok, counts, strict=True):
             tokens[i] = int(c)
@@ -491,15 +443,11 @@ def embed_texts(
         )
     log.info(
         "embeddings: %d distinct texts, %d from cache, %d embedded, %d truncated at %s tokens",
-        len(hashes),
-        len(found),
-        len(todo),
-        n_trunc,
-        msl,
+        *(len(hashes), len(found), len(todo), n_trunc, msl),
     )
     return Embeddings(
         vectors=vectors,
-        index=index,
+        index={h: i for i, h in enumerate(hashes)},
         model=embedder.name,
         max_seq_length=msl,
         n_truncated=n_trunc,
@@ -514,7 +462,76 @@ def embed_texts(
     )
 
 
-def default_cache_path() -> Path:
-    """``$QDANALYSIS_CACHE_DIR/embeddings.sqlite``, else ``data/cache/embeddings.sqlite``."""
-    base = os.environ.get("QDANALYSIS_CACHE_DIR")
-    return Path(base) / "embeddings.sqlite" if base else Path("data/cache/embeddings.sqlite")
+def _distinct_texts(texts: Sequence[str]) -> dict[str, str]:
+    """Text hash -> text, in first-seen order."""
+    uniq: dict[str, str] = {}
+    for t in texts:
+        if not isinstance(t, str):
+            raise DataError(f"embed_texts: expected str texts; got {type(t).__name__} {t!r}.")
+        uniq.setdefault(text_sha256(t), t)
+    return uniq
+
+
+def _embed_new(
+    uniq: dict[str, str],
+    todo: list[str],
+    embedder: Embedder,
+    *,
+    cache: EmbeddingCache | None,
+    chunk_size: int,
+    progress: bool,
+) -> dict[str, tuple[NDArray[np.float32], int | None]]:
+    """Embed the texts of the hashes ``todo`` chunk by chunk, committing each to ``cache``."""
+    new: dict[str, tuple[NDArray[np.float32], int | None]] = {}
+    if not todo:
+        return new
+    from tqdm.auto import tqdm
+
+    with tqdm(
+        total=len(todo), desc="embedding", unit="text", disable=not progress, leave=False
+    ) as bar:
+        for i in range(0, len(todo), chunk_size):
+            chunk = todo[i : i + chunk_size]
+            ctexts = [uniq[h] for h in chunk]
+            vecs = embedder.encode(ctexts)
+            toks = embedder.token_counts(ctexts)
+            if vecs.shape[0] != len(chunk):
+                raise DataError(
+                    f"embedder {embedder.name!r}: expected {len(chunk)} vectors; got "
+                    f"{vecs.shape[0]}."
+                )
+            if cache is not None:
+                cache.put_many(embedder.name, chunk, vecs, toks)
+            new.update((h, (v, int(t))) for h, v, t in zip(chunk, vecs, toks, strict=True))
+            bar.update(len(chunk))
+    return new
+
+
+def _stack(
+    hashes: list[str], vecs: dict[str, tuple[NDArray[np.float32], int | None]], name: str
+) -> tuple[NDArray[np.float32], list[int | None]]:
+    """The vectors of ``hashes`` as one ``(n, d)`` array, and their token counts."""
+    dims = {v.shape[0] for v, _ in vecs.values()}
+    if len(dims) > 1:
+        raise DataError(
+            f"embeddings of {name!r} have mixed dimensions {sorted(dims)}; the cache "
+            "holds vectors of another model under this name. Delete the cache file."
+        )
+    vectors = np.empty((len(hashes), dims.pop() if dims else 0), dtype=np.float32)
+    tokens: list[int | None] = []
+    for i, h in enumerate(hashes):
+        vectors[i], ntok = vecs[h]
+        tokens.append(ntok)
+    return vectors, tokens
+
+
+#: File name of the embedding cache inside a cache directory.
+CACHE_FILE = "embeddings.sqlite"
+
+
+def default_cache_dir() -> Path:
+    """The default cache directory: ``$QDANALYSIS_CACHE_DIR``, else ``data/cache`` (in the cwd).
+
+    The embedding cache is the file :data:`CACHE_FILE` inside it.
+    """
+    return Path(os.environ.get("QDANALYSIS_CACHE_DIR", "data/cache"))
