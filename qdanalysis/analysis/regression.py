@@ -222,38 +222,13 @@ def fit_ols(qd_table: pd.DataFrame, spec: RegressionSpec | None = None) -> OLSRe
             StatisticalWarning,
             stacklevel=2,
         )
-    corr = math.nan
-    vif = math.nan
-    if len(spec.predictors) >= 2:
-        a = df[spec.predictors[0]].to_numpy(dtype=np.float64)
-        b = df[spec.predictors[1]].to_numpy(dtype=np.float64)
-        corr = float(np.corrcoef(a, b)[0, 1])
-        vif = 1.0 / (1.0 - corr**2) if abs(corr) < 1 else math.inf
-        if abs(corr) > COLLINEARITY_THRESHOLD:
-            warnings.warn(
-                f"{spec.predictors[0]} and {spec.predictors[1]} are collinear (r = {corr:.3f}, "
-                f"VIF = {vif:.1f}): their coefficients cannot be told apart reliably; read them "
-                "jointly and prefer the test of their difference.",
-                StatisticalWarning,
-                stacklevel=2,
-            )
+    corr, vif = _collinearity(df, spec.predictors)
     model = sm.OLS(y, X)
     kwds = dict(spec.cov_kwds) if spec.cov_kwds else None
     if spec.cov_type == "cluster" and not kwds:
         raise ConfigError("cov_type='cluster' needs cov_kwds={'groups': <array of cluster ids>}.")
     res = model.fit(cov_type=spec.cov_type, cov_kwds=kwds)
-    ci = np.asarray(res.conf_int(alpha=spec.alpha))
-    coefs = pd.DataFrame(
-        {
-            "term": list(X.columns),
-            "estimate": np.asarray(res.params, dtype=np.float64),
-            "std_error": np.asarray(res.bse, dtype=np.float64),
-            "statistic": np.asarray(res.tvalues, dtype=np.float64),
-            "p_value": np.asarray(res.pvalues, dtype=np.float64),
-            "ci_low": ci[:, 0],
-            "ci_high": ci[:, 1],
-        }
-    )
+    coefs = _coef_table(res, list(X.columns), spec.alpha)
     stats = {
         "n_obs": int(res.nobs),
         "r2": float(res.rsquared),
@@ -265,6 +240,41 @@ def fit_ols(qd_table: pd.DataFrame, spec: RegressionSpec | None = None) -> OLSRe
         "vif": vif,
     }
     return OLSResult(spec=spec, coefs=coefs, stats=stats, scaling=scaling, raw=res)
+
+
+def _collinearity(df: pd.DataFrame, predictors: Sequence[str]) -> tuple[float, float]:
+    """Correlation and VIF of the first two predictors (NaN if fewer); warns when collinear."""
+    if len(predictors) < 2:
+        return math.nan, math.nan
+    a = df[predictors[0]].to_numpy(dtype=np.float64)
+    b = df[predictors[1]].to_numpy(dtype=np.float64)
+    corr = float(np.corrcoef(a, b)[0, 1])
+    vif = 1.0 / (1.0 - corr**2) if abs(corr) < 1 else math.inf
+    if abs(corr) > COLLINEARITY_THRESHOLD:
+        warnings.warn(
+            f"{predictors[0]} and {predictors[1]} are collinear (r = {corr:.3f}, "
+            f"VIF = {vif:.1f}): their coefficients cannot be told apart reliably; read them "
+            "jointly and prefer the test of their difference.",
+            StatisticalWarning,
+            stacklevel=3,
+        )
+    return corr, vif
+
+
+def _coef_table(res: Any, terms: list[str], alpha: float) -> pd.DataFrame:
+    """One row per term: estimate, standard error, statistic, p-value and confidence interval."""
+    ci = np.asarray(res.conf_int(alpha=alpha))
+    return pd.DataFrame(
+        {
+            "term": terms,
+            "estimate": np.asarray(res.params, dtype=np.float64),
+            "std_error": np.asarray(res.bse, dtype=np.float64),
+            "statistic": np.asarray(res.tvalues, dtype=np.float64),
+            "p_value": np.asarray(res.pvalues, dtype=np.float64),
+            "ci_low": ci[:, 0],
+            "ci_high": ci[:, 1],
+        }
+    )
 
 
 def fit_by(
