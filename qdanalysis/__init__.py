@@ -11,17 +11,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .errors import (
-    AuthError,
-    ConfigError,
-    DataError,
-    DataWarning,
-    MissingDependencyError,
-    ProviderError,
-    QDAnalysisError,
-    QDAnalysisWarning,
-    StatisticalWarning,
-)
+from . import errors as _errors
+from .errors import *  # noqa: F403  (the error and warning classes; errors.__all__ lists them)
 
 # The outputs loader needs pandas (~0.4 s to import): load it on first use (PEP 562).
 _LAZY = {"OUTPUTS_SCHEMA": "outputs", "load_outputs": "outputs", "validate_outputs": "outputs"}
@@ -41,18 +32,4 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = [
-    "OUTPUTS_SCHEMA",
-    "AuthError",
-    "ConfigError",
-    "DataError",
-    "DataWarning",
-    "MissingDependencyError",
-    "ProviderError",
-    "QDAnalysisError",
-    "QDAnalysisWarning",
-    "StatisticalWarning",
-    "__version__",
-    "load_outputs",
-    "validate_outputs",
-]
+__all__ = ["__version__", *_LAZY, *_errors.__all__]

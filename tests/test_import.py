@@ -20,3 +20,13 @@ def test_version_is_exposed():
     import qdanalysis
 
     assert qdanalysis.__version__.count(".") == 2
+
+
+def test_top_level_exports_resolve():
+    import qdanalysis
+    from qdanalysis import errors
+
+    assert set(errors.__all__) <= set(qdanalysis.__all__)
+    for name in qdanalysis.__all__:
+        assert getattr(qdanalysis, name) is not None, name
+    assert set(dir(qdanalysis)) >= set(qdanalysis.__all__)

@@ -99,6 +99,10 @@ def test_tables_figures_and_sidecars(tmp_path: Path, umask: int) -> None:
         *("fig.png", "fig.svg", "fig.json"),
     ]
     assert_published(written, umask)
+    side = json.loads((tmp_path / "t" / "coefficients.json").read_text())
+    assert side["parameters"] == {"vendi_q": 1.0}
+    assert side["git_sha"] is None or len(side["git_sha"]) == 40
+    assert side["git_dirty"] in (None, True, False)
 
 
 def test_embedding_cache_files(tmp_path: Path, umask: int) -> None:

@@ -453,10 +453,10 @@ def plot_residuals(residuals: pd.DataFrame, *, dataset: str | None = None, ax: A
 def plot_scaling(
     curve: pd.DataFrame,
     *,
+    ax: Any = None,
     x: str = "n_samples",
     y: str = "accuracy",
     hue: str = "method",
-    ax: Any = None,
 ) -> Any:
     """Accuracy against the number of samples, one line per method (Self-MoA-Seq scaling).
 
@@ -464,12 +464,11 @@ def plot_scaling(
     ----------
     curve
         e.g. :func:`qdanalysis.analysis.stats.vote_scaling_curve` output; a ``std_error`` column
-        adds
-        ±1 SE bands.
-    x, y, hue
-        Columns for the axes and the lines.
+        adds ±1 SE bands.
     ax
         Axes (default: current).
+    x, y, hue
+        Columns for the axes and the lines.
 
     Returns
     -------
