@@ -6,8 +6,8 @@ p-values and confidence intervals, plus fit statistics (R², the correlation of 
 predictors and their VIF) and the Wald test of α = β.
 
 Neighbours: :mod:`qdanalysis.analysis.qdtable` builds the input;
-:mod:`qdanalysis.analysis.plotting` and
-:mod:`qdanalysis.analysis.export` draw and save the results.
+:mod:`qdanalysis.analysis.plotting` and :mod:`qdanalysis.analysis.export` draw and save the
+results.
 """
 
 from __future__ import annotations
