@@ -486,7 +486,8 @@ def validate_outputs(df: pd.DataFrame) -> pd.DataFrame:
         On the first problem found, naming the column (and file and line when known).
     """
     _check_columns(df)
-    df = df.copy()
+    # Rows are named by their index label in errors: make labels unique if they are not.
+    df = df.copy() if df.index.is_unique else df.reset_index(drop=True)
     _check_required_present(df)
     for col in ("dataset", "question_id", "model"):
         _check_str(df, col, nullable=False)
@@ -627,44 +628,69 @@ def _difference(a: str, b: str, width: int = 30) -> str:
     return f"{cut(a)} there, {cut(b)} here"
 
 
+def _key_text(values: pd.Series) -> pd.Series:
+    """Each value as a text that compares equal for equal values, a null included.
+
+    (Under pandas 3, ``astype(str)`` turns nulls, such as the ``config_id`` and ``step`` of
+    proposer rows, into NaN, and NaN equals nothing: rows with one key would not match.)
+    """
+    obj = values.astype(object)
+    return ("=" + obj.astype(str)).where(obj.notna(), "null").astype(object)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two cells hold one value (nulls equal; lists, dicts and arrays by content)."""
+    if _is_null(a) or _is_null(b):
+        return _is_null(a) and _is_null(b)
+    try:
+        eq = a == b
+        if isinstance(eq, bool | np.bool_):
+            return bool(eq)
+    except (TypeError, ValueError):
+        pass
+    return _canonical(a) == _canonical(b)
+
+
 def _drop_copies(df: pd.DataFrame) -> pd.DataFrame:
     """Keep the first of each set of rows with one key; raise if two of them differ.
 
-    Keys and contents are compared as canonical texts, so a null equals a null (pandas 3 turns
-    the null ``config_id`` and ``step`` of proposer rows into NaN under ``astype(str)``, and
-    NaN equals nothing).
+    Rows with one key may differ only in :data:`PROVENANCE_COLUMNS`; the first difference
+    elsewhere, in row order, is reported with both rows' places.
     """
     key = list(KEY_COLUMNS) + [c for c in RUN_KEY_COLUMNS if c in df.columns]
-    keys = pd.Series(
-        [json.dumps(t) for t in zip(*(df[c].map(_canonical) for c in key), strict=True)],
-        index=df.index,
-        dtype=object,
-    )
+    keys = pd.DataFrame({c: _key_text(df[c]) for c in key}, index=df.index)
     later = keys.duplicated(keep="first")
     if not later.any():
         return df
+    group = keys.groupby(key, sort=False).ngroup()
+    first_of = pd.Series(df.index, index=df.index).groupby(group).transform("first")
+    copies, firsts = df.index[later], first_of[later].to_numpy()
     content = [c for c in df.columns if c not in (*key, *PROVENANCE_COLUMNS, "_source", "_line")]
-    first_of = dict(zip(keys[~later], keys.index[~later], strict=True))
-    for idx in keys.index[later]:
-        first = first_of[keys[idx]]
-        for col in content:
-            a, b = _canonical(df.at[first, col]), _canonical(df.at[idx, col])
-            if a != b:
-                vals = {c: json.loads(_canonical(df.at[idx, c])) for c in KEY_COLUMNS}
-                raise DataError(
-                    f"{_row_label(df, idx)}expected one row per {key}; got a duplicate of "
-                    f"{_where_text(df, first)} with another {col!r} ({_difference(a, b)}): "
-                    f"{vals}. Remove one of the two, or give this one another sample_index "
-                    "(or config_id).",
-                    column="sample_index",
-                    **_where(df, idx),
-                )
-    n = int(later.sum())
-    first_copy = keys.index[later][0]
+    bad: tuple[int, str] | None = None
+    for col in content:
+        a = df.loc[firsts, col].to_numpy(dtype=object)
+        b = df.loc[copies, col].to_numpy(dtype=object)
+        stop = len(b) if bad is None else bad[0]
+        j = next((j for j in range(stop) if not _same(a[j], b[j])), None)
+        if j is not None:
+            bad = (j, col)
+    if bad is not None:
+        j, col = bad
+        idx, first = copies[j], firsts[j]
+        there, here = _canonical(df.at[first, col]), _canonical(df.at[idx, col])
+        vals = {c: json.loads(_canonical(df.at[idx, c])) for c in KEY_COLUMNS}
+        raise DataError(
+            f"{_row_label(df, idx)}expected one row per {key}; got a duplicate of "
+            f"{_where_text(df, first)} with another {col!r} ({_difference(there, here)}): "
+            f"{vals}. Remove one of the two, or give this one another sample_index "
+            "(or config_id).",
+            column="sample_index",
+            **_where(df, idx),
+        )
     warnings.warn(
-        f"{n} of {len(df)} rows repeat an earlier row with the same key and content (e.g. "
-        f"{_where_text(df, first_copy)} repeats {_where_text(df, first_of[keys[first_copy]])}); "
-        "each output is kept once. Loading two run stores that share proposer samples does this.",
+        f"{len(copies)} of {len(df)} rows repeat an earlier row with the same key and content "
+        f"(e.g. {_where_text(df, copies[0])} repeats {_where_text(df, firsts[0])}); each output "
+        "is kept once. Loading two run stores that share proposer samples does this.",
         DataWarning,
         stacklevel=3,
     )

@@ -263,3 +263,12 @@ def test_proposer_key_combines_columns(outputs_small):
     assert "gpt-3.5-turbo|cot" in set(out["proposer"])
     with pytest.raises(DataError, match="missing"):
         add_proposer_column(outputs_small, ("model", "no_such_column"))
+
+
+def test_a_table_with_repeated_index_labels_is_checked_by_row(tmp_path):
+    df = pd.DataFrame([*rows(2), {**rows(2)[0], "output": "5"}], index=[0, 0, 1])
+    with pytest.raises(DataError, match=r"row 2: .*a duplicate of row 0 with another 'output'"):
+        validate_outputs(df)
+    with pytest.warns(DataWarning, match="1 of 3 rows repeat"):
+        out = validate_outputs(pd.DataFrame([*rows(2), rows(2)[1]], index=[5, 5, 5]))
+    assert out.index.tolist() == [0, 1]
