@@ -83,8 +83,17 @@ def _suffix(path: Path) -> str:
     return path.suffix.lower()
 
 
+#: Files beside ``outputs.jsonl`` that mark a run directory (written by ``qdanalysis.run``):
+#: the run store's append-only log and the configurations.
+_RUN_DIR_MARKERS = ("rows.jsonl", "configs.jsonl")
+
+
 def find_output_files(directory: str | Path) -> list[Path]:
     """List the outputs files (JSONL, JSONL.gz, Parquet, CSV) directly inside ``directory``.
+
+    A run directory (``outputs.jsonl`` beside the store's ``rows.jsonl`` or a
+    ``configs.jsonl``) gives its ``outputs.jsonl`` alone: the other two are not outputs tables
+    (``rows.jsonl`` also keeps failed and superseded calls).
 
     Raises
     ------
@@ -98,6 +107,9 @@ def find_output_files(directory: str | Path) -> list[Path]:
             "Pass the outputs files themselves, or the directory that holds them.",
             path=d,
         )
+    outputs = d / "outputs.jsonl"
+    if outputs.is_file() and any((d / m).is_file() for m in _RUN_DIR_MARKERS):
+        return [outputs]
     files = sorted(p for p in d.iterdir() if p.is_file() and _suffix(p) in _SUFFIXES)
     if not files:
         raise DataError(

@@ -177,6 +177,16 @@ def test_two_run_stores_sharing_proposers_load_as_one_run(tmp_path, how):
     pd.testing.assert_frame_equal(_sorted(df), _sorted(whole[df.columns]))
 
 
+def test_two_run_directories_give_their_outputs_tables(tmp_path):
+    a, b = split_run(tmp_path)
+    (a.parent / "configs.jsonl").write_text('{"method": "single"}\n')
+    (b.parent / "rows.jsonl").write_text('{"status": "error"}\n')  # a store's log: not read
+    assert find_output_files(a.parent) == [a]
+    assert find_output_files(b.parent) == [b]
+    with pytest.warns(DataWarning):
+        assert len(load_outputs([a.parent, b.parent])) == 340
+
+
 def test_provenance_of_a_shared_sample_may_differ(tmp_path):
     def recall(b):  # run "b" took its proposer samples from a response cache, later
         for r in b:
