@@ -56,6 +56,8 @@ def staged_dir(out_dir: str | Path) -> Iterator[Path]:
     stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
     try:
         yield stage
+        # Writers that go through mkstemp (some libraries do) leave 0o600: publish every
+        # artifact with the mode an ordinary open would have given it.
         mode = default_file_mode()
         for f in sorted(stage.iterdir()):
             if f.is_file():
