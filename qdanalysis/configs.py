@@ -26,6 +26,8 @@ from ._hashing import canonical_json, content_hash
 from .errors import ConfigError
 
 __all__ = [
+    "DEFAULT_AGGREGATOR_TEMPERATURE",
+    "DEFAULT_PROPOSER_TEMPERATURE",
     "METHODS",
     "AggregatorSpec",
     "ConfigSpec",
@@ -39,6 +41,11 @@ __all__ = [
 
 METHODS = ("mixed_moa", "self_moa", "self_moa_seq", "single")
 AGGREGATOR_KINDS = ("llm", "plurality_vote", "oracle")
+DEFAULT_PROPOSER_TEMPERATURE = 0.7
+"""Proposer sampling temperature when nothing sets one (the paper's 0.7, MoA's default)."""
+DEFAULT_AGGREGATOR_TEMPERATURE = 0.7
+"""Aggregator temperature of ``AggregatorSpec(kind="llm")`` (MoA's 0.7; the paper does not state
+it for MMLU/CRUX/MATH, so it is an assumption). Every runner path takes it from here."""
 
 
 def _reject_unknown(cls_name: str, data: Mapping[str, Any], allowed: Sequence[str]) -> None:
@@ -105,7 +112,7 @@ class AggregatorSpec:
     """The aggregator model, for ``kind="llm"``."""
     prompt_id: str = "moa-v1"
     """Which aggregation prompt (for ``kind="llm"``)."""
-    temperature: float = 0.0
+    temperature: float = DEFAULT_AGGREGATOR_TEMPERATURE
     """Aggregator sampling temperature (for ``kind="llm"``)."""
 
     def __post_init__(self) -> None:

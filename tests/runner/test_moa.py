@@ -18,6 +18,7 @@ from qdanalysis.runner.moa import (
     seq_windows,
     usc,
 )
+from qdanalysis.runner.options import RunOptions
 from qdanalysis.runner.prompts import AGGREGATE_AND_SYNTHESIZE
 from qdanalysis.runner.store import RunStore
 from qdanalysis.testing import MockClient, fail_times
@@ -116,7 +117,7 @@ def test_seq_copies_last_option(math_q):
             repeats=3,
             aggregator="agg",
             client=c,
-            copies_first=False,
+            options=RunOptions(copies_first=False),
         )
     )
     assert json.loads(res.final["shown"])[-3:] == ["synthesis@0"] * 3
@@ -273,7 +274,12 @@ def test_skip_policy_records_references_shown(tmp_path, math_q):
     store = RunStore(tmp_path)
     asyncio.run(
         run_experiment(
-            [math_q], cfgs, client=c, store=store, progress=False, on_proposer_error="skip"
+            [math_q],
+            cfgs,
+            client=c,
+            store=store,
+            progress=False,
+            options=RunOptions(on_proposer_error="skip"),
         )
     )
     final = store.read().query("role == 'aggregator'").iloc[0]
