@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..configs import DEFAULT_AGGREGATOR_TEMPERATURE, ConfigSpec
-from ..errors import ConfigError, DataError
+from ..errors import AuthError, ConfigError, DataError, ProviderError
 from ..runner.engine import run_identity
 from ..runner.llm.base import ping
 from ..runner.llm.router import ModelRouter
@@ -377,6 +377,16 @@ def _claim(store: RunStore, client: Any, options: RunOptions) -> None:
         ) from exc
 
 
+async def _ping(client: Any) -> None:
+    """A dead endpoint fails here, in one line naming it, before any generation."""
+    try:
+        await ping(client)
+    except AuthError:
+        raise
+    except ProviderError as exc:
+        raise ProviderError(f"{exc} (--base-url, --model-path)", kind=exc.kind) from exc
+
+
 async def _run(args: argparse.Namespace) -> RunSummary:
     from ..runner.llm.managed import ManagedClient
 
@@ -398,7 +408,7 @@ async def _run(args: argparse.Namespace) -> RunSummary:
     )
     try:
         _claim(store, client, options)
-        await ping(client)  # a dead endpoint fails here, before any generation
+        await _ping(client)
         configs = await _configs(args, questions, client, store)
         summary = await run_experiment(
             questions,
