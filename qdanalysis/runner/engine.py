@@ -315,9 +315,7 @@ class Engine:
             },
         )
 
-    def offline_row(
-        self, q: Question, key: RowKey, make: Callable[[], dict[str, Any]]
-    ) -> dict[str, Any]:
+    def offline_row(self, key: RowKey, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """The row of an offline aggregator (no call): reused if stored, else made and saved."""
         row = self.existing(key)
         return row if row is not None else self.save(make())

@@ -358,7 +358,7 @@ def _offline_row(
             status="ok",
         )
 
-    return eng.offline_row(q, _agg_key(q, spec, model, 0), make)
+    return eng.offline_row(_agg_key(q, spec, model, 0), make)
 
 
 def _failed_row(
@@ -376,7 +376,7 @@ def _failed_row(
             error=f"{what} failed: {', '.join(bad)}",
         )
 
-    return eng.offline_row(q, _agg_key(q, spec, model, 0), make)
+    return eng.offline_row(_agg_key(q, spec, model, 0), make)
 
 
 def _must_fail(eng: Engine, rows: Sequence[Mapping[str, Any]]) -> bool:

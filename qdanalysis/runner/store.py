@@ -25,8 +25,9 @@ from typing import Any
 import pandas as pd
 
 from .._io import atomic_write
-from ..errors import ConfigError, DataError, DataWarning
+from ..errors import ConfigError, DataWarning
 from ..schema import RUNNER_COLUMNS
+from ._jsonl import json_lines
 
 __all__ = [
     "MANIFEST",
@@ -113,18 +114,9 @@ class RunStore:
             else:
                 with open(self.path, "ab") as fh:
                     fh.write(b"\n")
-        for lineno, raw in enumerate(lines, start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"expected a JSON row; got malformed JSON ({exc.msg}) in the middle of the "
-                    "store. Remove or repair this line.",
-                    path=self.path,
-                    line=lineno,
-                ) from exc
+        what = "a JSON row in the middle of the store"
+        fix = "Remove or repair this line."
+        for _, row in json_lines(lines, path=self.path, what=what, fix=fix):
             self._latest[row_key(row)] = row
 
     def claim(

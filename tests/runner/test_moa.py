@@ -352,3 +352,14 @@ def test_plurality_vote_agrees_with_the_shared_kernel(rng):
         codes = answer_codes(keys)[None, :]
         expected = plurality_vote_scores(codes, [[float(k == "a") for k in keys]])[0]
         assert plurality_vote(rows)[2] == pytest.approx(expected, abs=1e-12)
+
+
+def test_library_errors_name_arguments_not_flags():
+    from qdanalysis.runner.moa import choose_window
+
+    with pytest.raises(ConfigError, match="max_tokens or repeats") as info:
+        choose_window([900], context_length=1000, prompt_tokens=50, max_tokens=400, repeats=1)
+    assert "--" not in str(info.value)
+    with pytest.raises(ConfigError, match="expected an aggregator model") as info:
+        method_configs("self_moa", proposers=["m"], aggregator=None)
+    assert "--" not in str(info.value)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
-from conftest import QUESTIONS
 
 from qdanalysis.cli.run import main
 from qdanalysis.configs import ConfigSpec, ProposerSlot
@@ -19,6 +19,8 @@ from qdanalysis.runner.moa import method_configs, run_experiment
 from qdanalysis.runner.options import RunOptions
 from qdanalysis.runner.store import MANIFEST, RunStore
 from qdanalysis.testing import MockClient
+
+QUESTIONS = Path(__file__).resolve().parents[2] / "data" / "questions"
 
 
 def _cli(out, *extra):

@@ -15,6 +15,7 @@ from ..._hashing import content_hash
 from ...errors import ConfigError
 
 __all__ = [
+    "BatchedBackend",
     "ChatClient",
     "ChatRequest",
     "ChatResponse",
@@ -189,3 +190,27 @@ def contiguous_runs(indices: Sequence[int]) -> list[list[int]]:
         else:
             runs.append([i])
     return runs
+
+
+class BatchedBackend:
+    """Base of in-process backends that draw every request as a batch of ``n`` samples.
+
+    Subclasses implement :meth:`_complete_n`; :meth:`complete` and :meth:`complete_n` check
+    ``n`` and delegate to it.
+    """
+
+    supports_n = True
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        """One completion: a batch of one."""
+        (resp,) = await self.complete_n(request, 1)
+        return resp
+
+    async def complete_n(self, request: ChatRequest, n: int) -> list[ChatResponse]:
+        """``n`` samples of ``request`` (``request.sample_index`` onwards) in one batch."""
+        if n < 1:
+            raise ConfigError(f"{type(self).__name__}.complete_n n: expected >= 1; got {n!r}.")
+        return await self._complete_n(request, n)
+
+    async def _complete_n(self, request: ChatRequest, n: int) -> list[ChatResponse]:
+        raise NotImplementedError

@@ -281,6 +281,12 @@ class ManagedClient:
         policy = self.retry
         sleep = policy.sleep or _sleep
         attempt = 0
+
+        def record(**fields: Any) -> None:
+            self.ledger.record(
+                CallRecord(endpoint=endpoint, model=request.model, n_samples=n, **fields)
+            )
+
         while True:
             attempt += 1
             try:
@@ -296,16 +302,7 @@ class ManagedClient:
                     exc.retry_after is not None and exc.retry_after > policy.max_retry_after_s
                 )
                 if not retryable or attempt >= policy.max_attempts or too_long:
-                    self.ledger.record(
-                        CallRecord(
-                            endpoint=endpoint,
-                            model=request.model,
-                            n_samples=n,
-                            status="error",
-                            retries=attempt - 1,
-                            error_kind=exc.kind,
-                        )
-                    )
+                    record(status="error", retries=attempt - 1, error_kind=exc.kind)
                     logger.warning(
                         "%s %s: giving up after %d attempt(s): %s",
                         endpoint,
@@ -329,17 +326,12 @@ class ManagedClient:
         if self.cache is not None:
             for r, resp in zip(reqs or [request], responses, strict=True):
                 self.cache.put(endpoint, r, resp)
-        self.ledger.record(
-            CallRecord(
-                endpoint=endpoint,
-                model=request.model,
-                n_samples=n,
-                status="ok",
-                prompt_tokens=responses[0].prompt_tokens or 0,
-                completion_tokens=sum(r.completion_tokens or 0 for r in responses),
-                latency_s=latency,
-                retries=attempt - 1,
-            )
+        record(
+            status="ok",
+            prompt_tokens=responses[0].prompt_tokens or 0,
+            completion_tokens=sum(r.completion_tokens or 0 for r in responses),
+            latency_s=latency,
+            retries=attempt - 1,
         )
         return responses
 
