@@ -228,13 +228,16 @@ class Engine:
         request: ChatRequest,
         fields: Mapping[str, Any],
         response: ChatResponse | None = None,
+        finish: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """The row of one call: reused if stored with this request, else called, graded, saved.
 
-        ``response`` supplies an answer already drawn (a batched ``complete_n`` sample).
+        ``response`` supplies an answer already drawn (a batched ``complete_n`` sample);
+        ``finish`` rewrites a new ok row before it is stored (e.g. USC takes the answer of the
+        response it picked).
         """
         return await self.once(
-            key, lambda: self._generate(q, request, fields, response), request=request
+            key, lambda: self._generate(q, request, fields, response, finish), request=request
         )
 
     async def _generate(
@@ -243,6 +246,7 @@ class Engine:
         request: ChatRequest,
         fields: Mapping[str, Any],
         response: ChatResponse | None,
+        finish: Callable[[dict[str, Any]], dict[str, Any]] | None,
     ) -> dict[str, Any]:
         endpoint = endpoint_of(self.client, request.model)
         made = question_fields(q) | {
@@ -276,7 +280,8 @@ class Engine:
             "latency_s": response.latency_s,
             "cached": bool(response.cached),
         }
-        return self.save(output_row(made, **fields, **result, status="ok", **extra))
+        row = output_row(made, **fields, **result, status="ok", **extra)
+        return self.save(finish(row) if finish is not None else row)
 
     async def grade(self, task: Task, q: Question, text: str) -> tuple[Graded, dict[str, Any]]:
         """Grade a response; judged tasks call the judge model (extra columns returned)."""

@@ -460,10 +460,9 @@ async def _aggregate(
         seed=seed_for(c.eng.options.seed, c.spec.config_id, c.q.question_id, "agg", step),
     )
     fields = _agg_fields(c.spec, step, is_final, shown, n_think)
-    row = await c.eng.call_row(c.q, _agg_key(c.q, c.spec, model, step), req, fields)
-    if c.style == "usc" and row["status"] == "ok" and "usc_choice" not in row:
-        row = _usc_pick(row, shown_rows)
-    return row
+    pick = (lambda row: _usc_pick(row, shown_rows)) if c.style == "usc" else None
+    key = _agg_key(c.q, c.spec, model, step)
+    return await c.eng.call_row(c.q, key, req, fields, finish=pick)
 
 
 async def _sequential(c: _Call, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

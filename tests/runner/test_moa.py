@@ -363,3 +363,21 @@ def test_library_errors_name_arguments_not_flags():
     with pytest.raises(ConfigError, match="expected an aggregator model") as info:
         method_configs("self_moa", proposers=["m"], aggregator=None)
     assert "--" not in str(info.value)
+
+
+def test_usc_pick_is_what_the_store_keeps(tmp_path, math_q):
+    """The stored USC row carries the picked response's answer, so outputs.jsonl scores it."""
+    c = MockClient(
+        responder=lambda r: (
+            "The most consistent response is Response 2"
+            if "most consistent" in r.messages[-1]["content"]
+            else f'{{"answer": "{r.sample_index}"}}'
+        )
+    )
+    store = RunStore(tmp_path)
+    res = asyncio.run(
+        usc(math_q, proposers=["a", "a", "a"], aggregator="agg", client=c, store=store)
+    )
+    (stored,) = [r for r in store.rows() if r["role"] == "aggregator"]
+    assert stored["usc_choice"] == 2
+    assert stored["answer"] == res.final["answer"] == json.loads(stored["shown"])[1].split("#")[1]
