@@ -4,7 +4,10 @@
 --backend hf --model-path DIR --out runs/x`` generates the shared proposer pool, then the
 aggregator calls, appending every row to ``runs/x/rows.jsonl``; at the end it writes the outputs
 table ``runs/x/outputs.jsonl`` (ok rows only, atomically). Rerunning the same command resumes: rows
-already stored are not asked again, error rows are retried.
+already stored are not asked again, error rows are retried. The flags become one
+:class:`~qdanalysis.runner.options.RunOptions`, recorded in ``runs/x/run.json``; a rerun with other
+settings into the same ``--out`` stops before generating and names them. Each endpoint is checked
+before generation; the exit code says whether calls failed (see ``--help``).
 
 Neighbours: :mod:`qdanalysis.runner.moa` does the work; ``python -m qdanalysis.fit --outputs
 runs/x/outputs.jsonl`` analyses the result.
