@@ -26,6 +26,8 @@ from ._hashing import canonical_json, content_hash
 from .errors import ConfigError
 
 __all__ = [
+    "DEFAULT_AGGREGATOR_TEMPERATURE",
+    "DEFAULT_PROPOSER_TEMPERATURE",
     "METHODS",
     "AggregatorSpec",
     "ConfigSpec",
@@ -39,6 +41,11 @@ __all__ = [
 
 METHODS = ("mixed_moa", "self_moa", "self_moa_seq", "single")
 AGGREGATOR_KINDS = ("llm", "plurality_vote", "oracle")
+DEFAULT_PROPOSER_TEMPERATURE = 0.7
+"""Proposer sampling temperature when nothing sets one (the paper's 0.7, MoA's default)."""
+DEFAULT_AGGREGATOR_TEMPERATURE = 0.7
+"""Aggregator temperature of ``AggregatorSpec(kind="llm")`` (MoA's 0.7; the paper does not state
+it for MMLU/CRUX/MATH, so it is an assumption). Every runner path takes it from here."""
 
 
 def _reject_unknown(cls_name: str, data: Mapping[str, Any], allowed: Sequence[str]) -> None:
@@ -105,7 +112,7 @@ class AggregatorSpec:
     """The aggregator model, for ``kind="llm"``."""
     prompt_id: str = "moa-v1"
     """Which aggregation prompt (for ``kind="llm"``)."""
-    temperature: float = 0.0
+    temperature: float = DEFAULT_AGGREGATOR_TEMPERATURE
     """Aggregator sampling temperature (for ``kind="llm"``)."""
 
     def __post_init__(self) -> None:
@@ -375,6 +382,25 @@ def _all_draws(
 _ENUMERATE_LIMIT = 200_000
 
 
+def _check_generate_args(
+    outputs: pd.DataFrame, n_proposers: int, max_configs: int, proposer_column: str
+) -> None:
+    if not isinstance(n_proposers, int) or n_proposers < 1:
+        raise ConfigError(f"n_proposers: expected an int >= 1; got {n_proposers!r}.")
+    if not isinstance(max_configs, int) or max_configs < 1:
+        raise ConfigError(f"max_configs: expected an int >= 1; got {max_configs!r}.")
+    if "dataset" in outputs.columns and outputs["dataset"].nunique() > 1:
+        raise ConfigError(
+            "generate_configs: expected the rows of one dataset; got "
+            f"{sorted(outputs['dataset'].unique())}. Call it once per dataset."
+        )
+    if proposer_column not in outputs.columns:
+        raise ConfigError(
+            f"generate_configs: expected a {proposer_column!r} column; got "
+            f"{list(outputs.columns)}. Add it with qdanalysis.outputs.add_proposer_column()."
+        )
+
+
 def generate_configs(
     outputs: pd.DataFrame,
     *,
@@ -431,20 +457,7 @@ def generate_configs(
     >>> len(generate_configs(df, n_proposers=2))
     15
     """
-    if not isinstance(n_proposers, int) or n_proposers < 1:
-        raise ConfigError(f"n_proposers: expected an int >= 1; got {n_proposers!r}.")
-    if not isinstance(max_configs, int) or max_configs < 1:
-        raise ConfigError(f"max_configs: expected an int >= 1; got {max_configs!r}.")
-    if "dataset" in outputs.columns and outputs["dataset"].nunique() > 1:
-        raise ConfigError(
-            "generate_configs: expected the rows of one dataset; got "
-            f"{sorted(outputs['dataset'].unique())}. Call it once per dataset."
-        )
-    if proposer_column not in outputs.columns:
-        raise ConfigError(
-            f"generate_configs: expected a {proposer_column!r} column; got "
-            f"{list(outputs.columns)}. Add it with qdanalysis.outputs.add_proposer_column()."
-        )
+    _check_generate_args(outputs, n_proposers, max_configs, proposer_column)
     agg = aggregator or AggregatorSpec()
     samples: dict[str, list[int]] = {
         str(t): sorted(int(s) for s in g.unique())
@@ -457,8 +470,8 @@ def generate_configs(
     if not comps:
         raise ConfigError(
             f"generate_configs: no configuration of {n_proposers} slots fits; the types have "
-            f"{dict(zip(types, ns, strict=True))} samples. Lower --n-proposers or pass "
-            "--with-replacement."
+            f"{dict(zip(types, ns, strict=True))} samples. Lower n_proposers or pass "
+            "with_replacement=True."
         )
     total = sum(_n_draws(c, ns, with_replacement) for c in comps)
     rng = np.random.default_rng(seed)

@@ -4,7 +4,10 @@
 --backend hf --model-path DIR --out runs/x`` generates the shared proposer pool, then the
 aggregator calls, appending every row to ``runs/x/rows.jsonl``; at the end it writes the outputs
 table ``runs/x/outputs.jsonl`` (ok rows only, atomically). Rerunning the same command resumes: rows
-already stored are not asked again, error rows are retried.
+already stored are not asked again, error rows are retried. The flags become one
+:class:`~qdanalysis.runner.options.RunOptions`, recorded in ``runs/x/run.json``; a rerun with other
+settings into the same ``--out`` stops before generating and names them. Each endpoint is checked
+before generation; the exit code says whether calls failed (see ``--help``).
 
 Neighbours: :mod:`qdanalysis.runner.moa` does the work; ``python -m qdanalysis.fit --outputs
 runs/x/outputs.jsonl`` analyses the result.
@@ -21,74 +24,40 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..configs import ConfigSpec
-from ..errors import ConfigError, DataError, ProviderError
-from ..runner.llm.base import ChatRequest, ChatResponse
-from ..runner.moa import choose_window, method_configs, run_experiment
+from ..configs import DEFAULT_AGGREGATOR_TEMPERATURE, ConfigSpec
+from ..errors import AuthError, ConfigError, DataError, ProviderError
+from ..runner.engine import run_identity
+from ..runner.llm.base import ping
+from ..runner.llm.router import ModelRouter
+from ..runner.moa import (
+    CLI_METHODS,
+    DEFAULT_N_SAMPLES,
+    DEFAULT_REPEATS,
+    DEFAULT_WINDOW,
+    RunSummary,
+    choose_window,
+    method_configs,
+    run_experiment,
+)
+from ..runner.options import ON_PROPOSER_ERROR, TIE_BREAKS, RunOptions
 from ..runner.store import RunStore
-from ..runner.tasks import load_questions
+from ..runner.tasks import Question, load_questions
 from ._common import base_parser, run_main
 
-__all__ = ["ModelRouter", "build_parser", "main"]
+__all__ = ["EXIT_ALL_FAILED", "EXIT_SOME_FAILED", "ModelRouter", "build_parser", "main"]
 
-METHODS = ("mixed_moa", "self_moa", "self_moa_seq", "single", "plurality", "usc")
-
-
-class ModelRouter:
-    """A chat client sending each model name to its own backend.
-
-    Parameters
-    ----------
-    clients
-        Model name -> backend. Key ``"*"`` serves every other name.
-    """
-
-    supports_n = True
-
-    def __init__(self, clients: dict[str, Any]) -> None:
-        if not clients:
-            raise ConfigError("ModelRouter: expected at least one backend; got none.")
-        self.clients = clients
-        self.endpoint = (
-            "router("
-            + ",".join(f"{k}={getattr(c, 'endpoint', '?')}" for k, c in sorted(clients.items()))
-            + ")"
-        )
-
-    def _client(self, model: str) -> Any:
-        c = self.clients.get(model, self.clients.get("*"))
-        if c is None:
-            raise ConfigError(
-                f"model {model!r}: expected one of {sorted(self.clients)}; add "
-                f"--model-path {model}=PATH."
-            )
-        return c
-
-    def endpoint_for(self, model: str) -> str:
-        """The endpoint of the backend serving ``model`` (cache key and concurrency scope)."""
-        return f"{self._client(model).endpoint}#{model}"
-
-    async def complete(self, request: ChatRequest) -> ChatResponse:
-        """Forward to the backend serving ``request.model``."""
-        resp: ChatResponse = await self._client(request.model).complete(request)
-        return resp
-
-    async def complete_n(self, request: ChatRequest, n: int) -> list[ChatResponse]:
-        """Forward ``n`` samples, one by one when the backend cannot batch them."""
-        c = self._client(request.model)
-        if getattr(c, "supports_n", False):
-            out: list[ChatResponse] = await c.complete_n(request, n)
-            return out
-        import dataclasses
-
-        return list(
-            await asyncio.gather(
-                *(
-                    c.complete(dataclasses.replace(request, sample_index=request.sample_index + j))
-                    for j in range(n)
-                )
-            )
-        )
+METHODS = CLI_METHODS
+#: Exit code when some calls failed (error rows stored; rerun the command to retry them).
+EXIT_SOME_FAILED = 3
+#: Exit code when every row this run wrote is an error (e.g. the server answers nothing).
+EXIT_ALL_FAILED = 4
+_EPILOG = (
+    "exit codes: 0 every call answered; 1 error before generating (bad input, an endpoint that "
+    "does not answer, a store made with other settings); 2 usage; "
+    f"{EXIT_SOME_FAILED} some calls failed (stored as error rows; rerun to retry them); "
+    f"{EXIT_ALL_FAILED} every call failed; 130 interrupted."
+)
+_D = RunOptions.default
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,8 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
         "python -m qdanalysis.run",
         "Run Mixture-of-Agents methods or configurations over questions. Rows go to "
         "OUT/rows.jsonl (append-only, resumable); the outputs table to OUT/outputs.jsonl. "
-        "Rerun the same command to resume.",
+        "Rerun the same command to resume; a rerun with other settings into the same OUT "
+        "stops with an error naming them.",
     )
+    p.epilog = _EPILOG
     g = p.add_argument_group("inputs")
     g.add_argument(
         "--questions",
@@ -127,14 +98,21 @@ def build_parser() -> argparse.ArgumentParser:
         "samples 0, 1, ...; for self_moa/self_moa_seq/single/usc one config per model",
     )
     g.add_argument("--aggregator", default=None, help="aggregator model (LLM methods)")
-    g.add_argument("--n-samples", type=int, default=6, help="samples per model (self methods)")
+    g.add_argument(
+        "--n-samples", type=int, default=DEFAULT_N_SAMPLES, help="samples per model (self methods)"
+    )
     g.add_argument(
         "--window",
-        default="6",
+        default=str(DEFAULT_WINDOW),
         help="Self-MoA-Seq window w, or 'auto' (largest that fits --context-length, "
         "from measured sample lengths; see qdanalysis.runner.moa.choose_window)",
     )
-    g.add_argument("--repeats", type=int, default=3, help="Self-MoA-Seq copies k of the synthesis")
+    g.add_argument(
+        "--repeats",
+        type=int,
+        default=DEFAULT_REPEATS,
+        help="Self-MoA-Seq copies k of the synthesis",
+    )
     g.add_argument(
         "--copies-last",
         action="store_true",
@@ -142,11 +120,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--context-length", type=int, default=None, help="aggregator context (tokens)")
     g.add_argument("--layers", type=int, default=1, help="Mixed-MoA proposer layers")
-    g.add_argument("--temperature", type=float, default=0.7, help="proposer temperature")
+    g.add_argument(
+        "--temperature", type=float, default=_D("temperature"), help="proposer temperature"
+    )
+    g.add_argument("--top-p", type=float, default=_D("top_p"), help="nucleus mass of every call")
+    g.add_argument(
+        "--stop", action="append", default=[], help="stop string of every call (repeatable)"
+    )
     g.add_argument(
         "--aggregator-temperature",
         type=float,
-        default=0.7,
+        default=DEFAULT_AGGREGATOR_TEMPERATURE,
         help="aggregator temperature (0.7: MoA default, an assumption for MMLU/CRUX/MATH)",
     )
     g.add_argument(
@@ -157,15 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--on-proposer-error",
-        choices=("fail", "skip"),
-        default="fail",
+        choices=ON_PROPOSER_ERROR,
+        default=_D("on_proposer_error"),
         help="a proposer failed after retries: mark the configuration failed, or "
         "aggregate the remaining references (recorded in n_references)",
     )
     g.add_argument(
         "--tie-break",
-        choices=("expected", "seeded"),
-        default="expected",
+        choices=TIE_BREAKS,
+        default=_D("tie_break"),
         help="plurality ties: expected accuracy of a uniform pick, or a seeded pick",
     )
     g.add_argument("--judge-model", default=None, help="judge model for open-ended tasks")
@@ -190,10 +174,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="hf/vllm: PATH (serves every model) or NAME=PATH (repeatable); a .gguf "
         "file is loaded from its folder",
     )
-    g.add_argument("--max-tokens", type=int, default=2048, help="completion limit per call")
-    g.add_argument("--concurrency", type=int, default=8, help="most calls in flight per endpoint")
+    g.add_argument(
+        "--max-tokens", type=int, default=_D("max_tokens"), help="completion limit per call"
+    )
+    g.add_argument(
+        "--concurrency",
+        type=int,
+        default=_D("concurrency"),
+        help="most calls in flight per endpoint",
+    )
+    g.add_argument(
+        "--timeout", type=float, default=_D("timeout_s"), help="limit of one call attempt (s)"
+    )
     g.add_argument("--cache", type=Path, default=None, help="sqlite response cache file")
-    g.add_argument("--seed", type=int, default=0, help="run seed")
+    g.add_argument("--seed", type=int, default=_D("seed"), help="run seed")
     g = p.add_argument_group("output")
     g.add_argument("--out", required=True, type=Path, help="run store directory")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -258,58 +252,57 @@ def make_backend(args: argparse.Namespace) -> Any:
 
         if not args.base_url:
             raise ConfigError("--backend openai: expected --base-url http(s)://HOST/v1; got none.")
-        return OpenAICompatClient(args.base_url, api_key_env=args.api_key_env or None)
+        return OpenAICompatClient(
+            args.base_url, api_key_env=args.api_key_env or None, timeout_s=args.timeout
+        )
     paths = _parse_paths(args.model_path)
     if not paths:
         raise ConfigError(f"--backend {args.backend}: expected --model-path; got none.")
     loaded: dict[str, Any] = {}
-    clients: dict[str, Any] = {}
-    for name, path in paths.items():
-        if path not in loaded:
-            if args.backend == "hf":
-                from ..runner.llm.hf_local import HFLocalClient
-
-                pth = Path(path)
-                if pth.suffix == ".gguf":
-                    loaded[path] = HFLocalClient(pth.parent, gguf_file=pth.name)
-                else:
-                    loaded[path] = HFLocalClient(pth)
-            else:
-                from ..runner.llm.vllm_offline import VLLMOfflineClient
-
-                loaded[path] = VLLMOfflineClient(path)
-        clients[name] = loaded[path]
-    return ModelRouter(clients)
+    for path in dict.fromkeys(paths.values()):
+        loaded[path] = _local_backend(args.backend, path)
+    return ModelRouter({name: loaded[path] for name, path in paths.items()})
 
 
-async def _main_async(args: argparse.Namespace) -> int:
-    from ..runner.llm.managed import ManagedClient
+def _local_backend(kind: str, path: str) -> Any:
+    if kind == "hf":
+        from ..runner.llm.hf_local import HFLocalClient
 
-    questions = load_questions(args.questions, task=args.task, limit=args.limit)
-    store = RunStore(args.out)
-    backend = make_backend(args)
-    cache = None
-    if args.cache is not None:
-        from ..runner.llm.cache import ResponseCache
+        pth = Path(path)
+        if pth.suffix == ".gguf":
+            return HFLocalClient(pth.parent, gguf_file=pth.name)
+        return HFLocalClient(pth)
+    from ..runner.llm.vllm_offline import VLLMOfflineClient
 
-        cache = ResponseCache(args.cache)
-    client = ManagedClient(backend, cache=cache, max_concurrency=args.concurrency, seed=args.seed)
-    common: dict[str, Any] = {
-        "seed": args.seed,
-        "progress": not args.no_progress,
-        "max_tokens": args.max_tokens,
-        "on_proposer_error": args.on_proposer_error,
-        "judge_model": args.judge_model,
-        "copies_first": not args.copies_last,
-        "tie_break": args.tie_break,
-        "default_temperature": args.temperature,
-    }
-    proposers = [p.strip() for p in args.proposers.split(",") if p.strip()]
+    return VLLMOfflineClient(path)
 
-    def configs_for(window: int) -> list[ConfigSpec]:
+
+def run_options(args: argparse.Namespace) -> RunOptions:
+    """The run's :class:`RunOptions`, built once from the parsed flags."""
+    return RunOptions(
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_tokens=args.max_tokens,
+        stop=tuple(args.stop),
+        seed=args.seed,
+        on_proposer_error=args.on_proposer_error,
+        tie_break=args.tie_break,
+        copies_first=not args.copies_last,
+        judge_model=args.judge_model,
+        concurrency=args.concurrency,
+        timeout_s=args.timeout,
+    )
+
+
+def _proposers(args: argparse.Namespace) -> list[str]:
+    return [p.strip() for p in args.proposers.split(",") if p.strip()]
+
+
+def _method_configs(args: argparse.Namespace, window: int) -> list[ConfigSpec]:
+    try:
         return method_configs(
             args.method,
-            proposers=proposers,
+            proposers=_proposers(args),
             aggregator=args.aggregator,
             n_samples=args.n_samples,
             temperature=args.temperature,
@@ -319,48 +312,115 @@ async def _main_async(args: argparse.Namespace) -> int:
             repeats=args.repeats,
             prompt_style=args.prompt_style,
         )
+    except ConfigError as exc:
+        raise ConfigError(f"--method {args.method}: {exc} (--proposers, --aggregator)") from exc
 
+
+async def _auto_window(
+    args: argparse.Namespace, questions: list[Question], client: Any, store: RunStore
+) -> int:
+    """Draw the proposer pool, then the largest window its measured lengths fit."""
+    if args.context_length is None:
+        raise ConfigError("--window auto: expected --context-length N; got none.")
+    pool = method_configs(
+        "plurality",
+        proposers=_proposers(args),
+        aggregator=None,
+        n_samples=args.n_samples,
+        temperature=args.temperature,
+    )
+    await run_experiment(
+        questions,
+        pool,
+        client=client,
+        store=store,
+        options=run_options(args),
+        progress=not args.no_progress,
+        pool_only=True,
+    )
+    rows = [r for r in store.rows() if r.get("role") == "proposer"]
+    lengths = [int(r.get("completion_tokens") or 0) for r in rows]
     try:
-        if args.configs is not None:
-            configs = _load_configs(args.configs)
-        elif args.window == "auto" and args.method == "self_moa_seq":
-            if args.context_length is None:
-                raise ConfigError("--window auto: expected --context-length N; got none.")
-            pool = [
-                c
-                for c in method_configs(
-                    "plurality",
-                    proposers=proposers,
-                    aggregator=None,
-                    n_samples=args.n_samples,
-                    temperature=args.temperature,
-                )
-            ]
-            await run_experiment(
-                questions, pool, client=client, store=store, pool_only=True, **common
-            )
-            rows = [r for r in store.rows() if r.get("role") == "proposer"]
-            lengths = [int(r.get("completion_tokens") or 0) for r in rows]
-            prompt = max(int(r.get("prompt_tokens") or 0) for r in rows) + 200
-            window = choose_window(
-                lengths,
-                context_length=args.context_length,
-                prompt_tokens=prompt,
-                max_tokens=args.max_tokens,
-                repeats=args.repeats,
-                n_samples=args.n_samples,
-            )
-            print(f"window: {window} (auto, from {len(lengths)} measured samples)")  # noqa: T201
-            configs = configs_for(window)
-        else:
-            try:
-                window = int(args.window)
-            except ValueError:
-                raise ConfigError(
-                    f"--window: expected an int or 'auto'; got {args.window!r}."
-                ) from None
-            configs = configs_for(window)
-        summary = await run_experiment(questions, configs, client=client, store=store, **common)
+        window = choose_window(
+            lengths,
+            context_length=args.context_length,
+            prompt_tokens=max(int(r.get("prompt_tokens") or 0) for r in rows) + 200,
+            max_tokens=args.max_tokens,
+            repeats=args.repeats,
+            n_samples=args.n_samples,
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (--max-tokens, --repeats, --context-length)") from exc
+    print(f"window: {window} (auto, from {len(lengths)} measured samples)")  # noqa: T201
+    return window
+
+
+async def _configs(
+    args: argparse.Namespace, questions: list[Question], client: Any, store: RunStore
+) -> list[ConfigSpec]:
+    if args.configs is not None:
+        return _load_configs(args.configs)
+    if args.window == "auto" and args.method == "self_moa_seq":
+        return _method_configs(args, await _auto_window(args, questions, client, store))
+    try:
+        window = int(args.window)
+    except ValueError:
+        raise ConfigError(f"--window: expected an int or 'auto'; got {args.window!r}.") from None
+    return _method_configs(args, window)
+
+
+def _claim(store: RunStore, client: Any, options: RunOptions) -> None:
+    """Refuse a store made with other settings before anything is generated."""
+    try:
+        store.claim(run_identity(client, options), record={"options": options.to_dict()})
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{exc} CLI: pass a new --out DIR, or the options the store was made with "
+            f"(see {store.directory / 'run.json'})."
+        ) from exc
+
+
+async def _ping(client: Any) -> None:
+    """A dead endpoint fails here, in one line naming it, before any generation."""
+    try:
+        await ping(client)
+    except AuthError:
+        raise
+    except ProviderError as exc:
+        raise ProviderError(f"{exc} (--base-url, --model-path)", kind=exc.kind) from exc
+
+
+async def _run(args: argparse.Namespace) -> RunSummary:
+    from ..runner.llm.managed import ManagedClient
+
+    questions = load_questions(args.questions, task=args.task, limit=args.limit)
+    options = run_options(args)
+    store = RunStore(args.out)
+    backend = make_backend(args)
+    cache = None
+    if args.cache is not None:
+        from ..runner.llm.cache import ResponseCache
+
+        cache = ResponseCache(args.cache)
+    client = ManagedClient(
+        backend,
+        cache=cache,
+        max_concurrency=options.concurrency,
+        timeout_s=options.timeout_s,
+        seed=options.seed,
+    )
+    try:
+        _claim(store, client, options)
+        await _ping(client)
+        configs = await _configs(args, questions, client, store)
+        summary = await run_experiment(
+            questions,
+            configs,
+            client=client,
+            store=store,
+            options=options,
+            progress=not args.no_progress,
+        )
     finally:
         close = getattr(backend, "aclose", None)
         if callable(close):
@@ -372,20 +432,38 @@ async def _main_async(args: argparse.Namespace) -> int:
     print(f"configurations: {len(configs)}; questions: {len(questions)}")  # noqa: T201
     print(f"wrote {store.path}")  # noqa: T201
     print(f"wrote {out}")  # noqa: T201
-    if summary.n_errors or summary.n_failed_configs:
-        print("some calls failed; rerun the same command to retry them.", file=sys.stderr)  # noqa: T201
-    return 0
+    return summary
+
+
+def exit_code(summary: RunSummary) -> int:
+    """0 when nothing failed, :data:`EXIT_SOME_FAILED` or :data:`EXIT_ALL_FAILED` otherwise."""
+    if not (summary.n_errors or summary.n_failed_configs):
+        return 0
+    return EXIT_ALL_FAILED if summary.all_failed else EXIT_SOME_FAILED
+
+
+def _report_failures(summary: RunSummary) -> None:
+    which = ", ".join(f"{k}: {n}" for k, n in sorted(summary.error_counts.items()))
+    what = "every" if summary.all_failed else "some"
+    print(  # noqa: T201  (the CLI boundary)
+        f"error: {what} call failed: {summary.n_errors} of {summary.n_new_rows} new rows are "
+        f"errors ({which}); failed configurations {summary.n_failed_configs}. First error: "
+        f"{summary.first_error}. Rerun the same command to retry them.",
+        file=sys.stderr,
+    )
 
 
 def _body(args: argparse.Namespace) -> int:
-    try:
-        return asyncio.run(_main_async(args))
-    except ProviderError:
-        raise
+    summary = asyncio.run(_run(args))
+    code = exit_code(summary)
+    if code:
+        _report_failures(summary)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit code (0 ok, 1 error, 2 usage, 130 interrupted)."""
+    """Entry point; returns the exit code (see ``--help``: 0 ok, 1 error, 2 usage, 3 some calls
+    failed, 4 every call failed, 130 interrupted)."""
     return run_main(_body, build_parser(), argv)
 
 

@@ -1,13 +1,14 @@
 """RunStore: an append-only JSONL store of runner rows, in the outputs schema, for resuming.
 
 Every completed call (or error) is one JSON line in ``<dir>/rows.jsonl``, written and fsynced per
-batch; nothing is ever rewritten. A row's key is :data:`ROW_KEY`; the latest line of a key wins,
-so an ``error`` row is superseded when a resumed run succeeds. After a crash a truncated last
-line is dropped (with a warning) when the store is opened.
+batch; nothing is ever rewritten. ``<dir>/run.json`` (the manifest) records the settings the rows
+were made with; :meth:`RunStore.claim` refuses a run with other settings. A row's key is
+:data:`ROW_KEY`; the latest line of a key wins, so an ``error`` row is superseded when a resumed
+run succeeds. After a crash a truncated last line is dropped (with a warning) when the store is
+opened.
 
 Neighbours: :mod:`qdanalysis.runner.moa` appends rows; :func:`RunStore.write_outputs` writes the
-final
-outputs table that :func:`qdanalysis.outputs.load_outputs` reads.
+final outputs table that :func:`qdanalysis.outputs.load_outputs` reads.
 """
 
 from __future__ import annotations
@@ -24,9 +25,19 @@ from typing import Any
 import pandas as pd
 
 from .._io import atomic_write
-from ..errors import DataError, DataWarning
+from ..errors import ConfigError, DataWarning
+from ..schema import RUNNER_COLUMNS
+from ._jsonl import json_lines
 
-__all__ = ["OUTPUT_COLUMNS", "ROW_KEY", "RowKey", "RunStore", "row_key"]
+__all__ = [
+    "MANIFEST",
+    "OUTPUT_COLUMNS",
+    "ROW_KEY",
+    "RowKey",
+    "RunStore",
+    "describe_differences",
+    "row_key",
+]
 
 log = logging.getLogger(__name__)
 
@@ -34,38 +45,10 @@ log = logging.getLogger(__name__)
 ROW_KEY = ("dataset", "question_id", "model", "sample_index", "config_id", "role", "layer", "step")
 RowKey = tuple[Any, ...]
 
-#: Column order of the written outputs table (other columns follow, sorted).
-OUTPUT_COLUMNS = (
-    "dataset",
-    "question_id",
-    "question",
-    "reference",
-    "model",
-    "temperature",
-    "sample_index",
-    "output",
-    "answer",
-    "answer_key",
-    "correct",
-    "role",
-    "layer",
-    "config_id",
-    "config",
-    "step",
-    "is_final",
-    "n_references",
-    "shown",
-    "prompt_id",
-    "seed",
-    "finish_reason",
-    "prompt_tokens",
-    "completion_tokens",
-    "latency_s",
-    "cached",
-    "status",
-    "error",
-    "created_at",
-)
+#: Column order of the written outputs table (other columns follow, in first-seen order).
+OUTPUT_COLUMNS = RUNNER_COLUMNS
+#: The run manifest, beside the rows: the settings every stored row was made with.
+MANIFEST = "run.json"
 
 
 def row_key(row: Mapping[str, Any]) -> RowKey:
@@ -131,19 +114,57 @@ class RunStore:
             else:
                 with open(self.path, "ab") as fh:
                     fh.write(b"\n")
-        for lineno, raw in enumerate(lines, start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"expected a JSON row; got malformed JSON ({exc.msg}) in the middle of the "
-                    "store. Remove or repair this line.",
-                    path=self.path,
-                    line=lineno,
-                ) from exc
+        what = "a JSON row in the middle of the store"
+        fix = "Remove or repair this line."
+        for _, row in json_lines(lines, path=self.path, what=what, fix=fix):
             self._latest[row_key(row)] = row
+
+    def claim(
+        self, identity: Mapping[str, Any], *, record: Mapping[str, Any] | None = None
+    ) -> None:
+        """Bind the store to the settings of a run, or fail if its rows were made otherwise.
+
+        A run into a store without rows writes ``identity`` (and ``record``, kept for the
+        reader) to the manifest; a run into a store with rows must bring an equal ``identity``.
+
+        Parameters
+        ----------
+        identity
+            JSON-ready settings that can change a stored row (e.g. the run options' identity
+            and the client's endpoint).
+        record
+            Anything else worth keeping (e.g. the execution options of the first run).
+
+        Raises
+        ------
+        ConfigError
+            If the manifest holds other settings (each differing one is named, stored value
+            then new value), or the store has rows but no manifest (their settings are unknown).
+        """
+        new = json.loads(json.dumps(dict(identity), default=_json_default))
+        path = self.directory / MANIFEST
+        if not path.exists() or not self._latest:  # nothing stored yet: (re)bind the store
+            if self._latest:
+                raise ConfigError(
+                    f"RunStore({str(self.directory)!r}): expected a run manifest ({MANIFEST}) "
+                    f"beside its {len(self._latest)} rows; got none, so the settings they were "
+                    "made with are unknown and they cannot be reused safely. Write this run to "
+                    "a new store directory."
+                )
+            manifest = {"format": 1, "identity": new, "record": dict(record or {})}
+            with atomic_write(path, encoding="utf-8") as fh:
+                json.dump(manifest, fh, indent=2, sort_keys=True, default=_json_default)
+                fh.write("\n")
+            return
+        old = json.loads(path.read_text(encoding="utf-8")).get("identity", {})
+        diff = describe_differences(old, new)
+        if diff:
+            raise ConfigError(
+                f"RunStore({str(self.directory)!r}): expected the settings its rows were made "
+                f"with; got {len(diff)} different: {'; '.join(diff)} (stored -> this run). A "
+                "stored row is reused only when every setting that made it is equal: write "
+                "this run to a new store directory, or rerun with the stored settings."
+            )
 
     def append(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Append rows as one batch (one write, flush and fsync)."""
@@ -197,6 +218,20 @@ class RunStore:
                 ordered.update({k: v for k, v in sorted(r.items()) if k not in ordered})
                 fh.write(json.dumps(ordered, ensure_ascii=False, default=_json_default) + "\n")
         return path
+
+
+def describe_differences(
+    old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = ""
+) -> list[str]:
+    """``"name: old -> new"`` for every differing leaf of two nested settings mappings."""
+    out: list[str] = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += describe_differences(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: {a!r} -> {b!r}")
+    return out
 
 
 def _json_default(value: Any) -> Any:

@@ -15,7 +15,6 @@ the calls.
 from __future__ import annotations
 
 import gzip
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any
 
 from ..errors import ConfigError, DataError
 from . import prompts
+from ._jsonl import json_lines
 from .answers import Graded, answer_key, check_answer, extract_answer, strip_think
 
 __all__ = [
@@ -229,6 +229,81 @@ def _short_hash(text: str) -> str:
 _REQUIRED = ("dataset", "question_id", "question", "reference")
 
 
+def _check_fields(obj: Any, p: Path, lineno: int) -> None:
+    """Required string fields (numbers become strings) and the choices list of one line."""
+    if not isinstance(obj, dict):
+        raise DataError("expected a JSON object.", path=p, line=lineno)
+    for f in _REQUIRED:
+        v = obj.get(f)
+        if isinstance(v, int | float) and not isinstance(v, bool) and f != "question":
+            v = obj[f] = str(v)
+        if not isinstance(v, str) or (f != "reference" and not v.strip()):
+            raise DataError(
+                f"expected a non-empty string; got {v!r}. Every question needs {f!r}.",
+                path=p,
+                line=lineno,
+                column=f,
+            )
+    choices = obj.get("choices")
+    if choices is not None and (
+        not isinstance(choices, list)
+        or not 2 <= len(choices) <= 10
+        or not all(isinstance(c, str) for c in choices)
+    ):
+        raise DataError(
+            f"expected a list of 2-10 strings; got {choices!r}.",
+            path=p,
+            line=lineno,
+            column="choices",
+        )
+
+
+def _task_name(obj: dict[str, Any], task: str | None, p: Path, lineno: int) -> str:
+    """The line's task: its own field, else ``task``, else multiple choice when it has choices."""
+    name = obj.get("task") or task or ("multiple_choice" if obj.get("choices") else None)
+    if name is None:
+        raise DataError(
+            f"expected a 'task' field (or pass task=); got none. Valid tasks: {sorted(TASKS)}.",
+            path=p,
+            line=lineno,
+            column="task",
+        )
+    if name not in TASKS:
+        raise DataError(
+            f"expected a task from {sorted(TASKS)}; got {name!r}.",
+            path=p,
+            line=lineno,
+            column="task",
+        )
+    if name == "crux":
+        for f in ("code", "input"):
+            if not isinstance(obj.get(f), str):
+                raise DataError(
+                    f"expected a string (crux questions need code and input); got {obj.get(f)!r}.",
+                    path=p,
+                    line=lineno,
+                    column=f,
+                )
+    return str(name)
+
+
+def _question(obj: Any, task: str | None, p: Path, lineno: int) -> Question:
+    """One checked question line."""
+    _check_fields(obj, p, lineno)
+    name = _task_name(obj, task, p, lineno)
+    choices = obj.get("choices")
+    extra = {k: v for k, v in obj.items() if k not in (*_REQUIRED, "choices", "task")}
+    return Question(
+        dataset=obj["dataset"],
+        question_id=obj["question_id"],
+        question=obj["question"],
+        reference=obj["reference"],
+        task=name,
+        choices=tuple(choices) if choices else None,
+        extra=extra,
+    )
+
+
 def load_questions(
     path: str | Path, *, task: str | None = None, limit: int | None = None
 ) -> list[Question]:
@@ -256,69 +331,9 @@ def load_questions(
     out: list[Question] = []
     seen: dict[tuple[str, str], int] = {}
     with opener(p, "rt", encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"expected one JSON object per line; got malformed JSON ({exc.msg}).",
-                    path=p,
-                    line=lineno,
-                ) from exc
-            if not isinstance(obj, dict):
-                raise DataError("expected a JSON object.", path=p, line=lineno)
-            for f in _REQUIRED:
-                v = obj.get(f)
-                if isinstance(v, int | float) and not isinstance(v, bool) and f != "question":
-                    v = obj[f] = str(v)
-                if not isinstance(v, str) or (f != "reference" and not v.strip()):
-                    raise DataError(
-                        f"expected a non-empty string; got {v!r}. Every question needs {f!r}.",
-                        path=p,
-                        line=lineno,
-                        column=f,
-                    )
-            choices = obj.get("choices")
-            if choices is not None and (
-                not isinstance(choices, list)
-                or not 2 <= len(choices) <= 10
-                or not all(isinstance(c, str) for c in choices)
-            ):
-                raise DataError(
-                    f"expected a list of 2-10 strings; got {choices!r}.",
-                    path=p,
-                    line=lineno,
-                    column="choices",
-                )
-            name = obj.get("task") or task or ("multiple_choice" if choices else None)
-            if name is None:
-                raise DataError(
-                    "expected a 'task' field (or pass task=/--task); got none. Valid tasks: "
-                    f"{sorted(TASKS)}.",
-                    path=p,
-                    line=lineno,
-                    column="task",
-                )
-            if name not in TASKS:
-                raise DataError(
-                    f"expected a task from {sorted(TASKS)}; got {name!r}.",
-                    path=p,
-                    line=lineno,
-                    column="task",
-                )
-            if name == "crux":
-                for f in ("code", "input"):
-                    if not isinstance(obj.get(f), str):
-                        raise DataError(
-                            f"expected a string (crux questions need code and input); got "
-                            f"{obj.get(f)!r}.",
-                            path=p,
-                            line=lineno,
-                            column=f,
-                        )
-            key = (obj["dataset"], obj["question_id"])
+        for lineno, obj in json_lines(fh, path=p, what="one JSON object per line"):
+            q = _question(obj, task, p, lineno)
+            key = (q.dataset, q.question_id)
             if key in seen:
                 raise DataError(
                     f"expected unique question ids; {key[1]!r} repeats line {seen[key]}.",
@@ -327,18 +342,7 @@ def load_questions(
                     column="question_id",
                 )
             seen[key] = lineno
-            extra = {k: v for k, v in obj.items() if k not in (*_REQUIRED, "choices", "task")}
-            out.append(
-                Question(
-                    dataset=obj["dataset"],
-                    question_id=obj["question_id"],
-                    question=obj["question"],
-                    reference=obj["reference"],
-                    task=name,
-                    choices=tuple(choices) if choices else None,
-                    extra=extra,
-                )
-            )
+            out.append(q)
             if limit is not None and len(out) >= limit:
                 break
     if not out:

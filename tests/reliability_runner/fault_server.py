@@ -121,6 +121,8 @@ class FaultServer:
     arrivals: list[Arrival] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
+    n_probes: int = 0
+    """``GET /models`` requests answered (endpoint checks; never faulted, not arrivals)."""
     port: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _loop: asyncio.AbstractEventLoop | None = None
@@ -212,6 +214,10 @@ class FaultServer:
                 raw = await reader.readexactly(length) if length else b""
                 if method == "GET" and path.rstrip("/").endswith("/health"):
                     await self._send(writer, 200, {"status": "ok"})
+                    continue
+                if method == "GET" and path.rstrip("/").endswith("/models"):  # the CLI's probe
+                    self.n_probes += 1
+                    await self._send(writer, 200, {"object": "list", "data": []})
                     continue
                 keep = await self._chat(writer, path, headers, raw)
                 if not keep:

@@ -14,8 +14,17 @@ from qdanalysis.runner.store import ROW_KEY
 #: Columns that legitimately differ between two runs of the same command: timing, cache hits,
 #: messages of retried errors, and per-sample completion tokens, which an OpenAI-style server
 #: reports only per request, so they are known for a sample drawn alone and unknown for one
-#: drawn in an ``n`` batch (a resumed run re-batches what is left).
-VOLATILE = ("latency_s", "created_at", "cached", "error", "completion_tokens")
+#: drawn in an ``n`` batch (a resumed run re-batches what is left). ``request_key`` and
+#: ``request`` name the endpoint, and two test servers listen on two ports.
+VOLATILE = (
+    "latency_s",
+    "created_at",
+    "cached",
+    "error",
+    "completion_tokens",
+    "request_key",
+    "request",
+)
 
 _TAG = re.compile(r"\[sk:([0-9a-f]{16})\]")
 

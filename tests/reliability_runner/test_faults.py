@@ -18,6 +18,7 @@ from qdanalysis.runner.llm.base import ChatRequest
 from qdanalysis.runner.llm.managed import ManagedClient, RetryPolicy
 from qdanalysis.runner.llm.openai_compat import OpenAICompatClient
 from qdanalysis.runner.moa import method_configs, run_experiment
+from qdanalysis.runner.options import RunOptions
 from qdanalysis.runner.store import ROW_KEY, RunStore
 from qdanalysis.runner.tasks import Question
 
@@ -110,9 +111,10 @@ def _questions(n: int) -> list[Question]:
 
 
 def _configs():
-    return method_configs(
-        "self_moa", proposers=["a"], aggregator="agg", n_samples=3
-    ) + method_configs("mixed_moa", proposers=["a", "b"], aggregator="agg")
+    kw = {"aggregator": "agg", "temperature": 0.7}
+    return method_configs("self_moa", proposers=["a"], n_samples=3, **kw) + method_configs(
+        "mixed_moa", proposers=["a", "b"], **kw
+    )
 
 
 def _chaos(seed: int, rate: float):
@@ -137,9 +139,8 @@ async def _run(base_url: str, store: RunStore) -> object:
             _configs(),
             client=client,
             store=store,
-            seed=7,
+            options=RunOptions(seed=7, max_tokens=64),
             progress=False,
-            max_tokens=64,
         )
     finally:
         await backend.aclose()
@@ -221,7 +222,8 @@ def test_cli_with_faults_writes_whole_rows_and_resumes(
     ]
     with fault_server(plan=plan_with_fatal, retry_after_s=0.5) as srv:
         base = ["--base-url", srv.base_url]
-        assert run_cli.main([*args, *base]) == 0
+        assert run_cli.main([*args, *base]) == run_cli.EXIT_SOME_FAILED
+        assert "error: some call failed: 1 of 9 new rows" in capsys.readouterr().err
         first = store_lines(out / "rows.jsonl")[0]
         assert any(r["status"] == "error" for r in first)
         assert run_cli.main([*args, *base]) == 0  # resume retries the error rows

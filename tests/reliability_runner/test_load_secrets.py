@@ -15,6 +15,7 @@ import pytest
 from fault_server import Arrival, fault_server
 from rr_helpers import write_questions
 
+from qdanalysis.cli import run as run_cli
 from qdanalysis.errors import AuthError, ProviderError
 from qdanalysis.runner.llm.base import ChatRequest
 from qdanalysis.runner.llm.cache import ResponseCache
@@ -150,10 +151,12 @@ def test_key_from_env_reaches_the_server_but_no_written_file(tmp_path: Path, fig
             "32",
         ]
         with open(log, "w") as fh:
-            subprocess.run(
-                cmd, env=env, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, check=True, timeout=120
+            done = subprocess.run(
+                cmd, env=env, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, timeout=120
             )
         arrivals = srv.snapshot()
+    # the echoed 400 is a fatal error row: the run says so with "some calls failed"
+    assert done.returncode == run_cli.EXIT_SOME_FAILED, log.read_text()[-2000:]
     assert arrivals
     assert all(a.auth_ok for a in arrivals)  # the key was sent, from the environment
     assert "DEBUG" in log.read_text()

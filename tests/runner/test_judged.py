@@ -7,6 +7,7 @@ import pytest
 
 from qdanalysis.outputs import load_outputs
 from qdanalysis.runner.moa import method_configs, run_experiment
+from qdanalysis.runner.options import RunOptions
 from qdanalysis.runner.store import RunStore
 from qdanalysis.runner.tasks import Question
 from qdanalysis.testing import MockClient
@@ -61,7 +62,7 @@ def _run(tmp_path, judge):
             client=client,
             store=RunStore(tmp_path),
             progress=False,
-            judge_model="judge",
+            options=RunOptions(judge_model="judge"),
         )
     )
     assert s.n_errors == 0

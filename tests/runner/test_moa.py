@@ -4,7 +4,12 @@ import math
 
 import pytest
 
-from qdanalysis.configs import AggregatorSpec, ConfigSpec, ProposerSlot
+from qdanalysis.configs import (
+    DEFAULT_AGGREGATOR_TEMPERATURE,
+    AggregatorSpec,
+    ConfigSpec,
+    ProposerSlot,
+)
 from qdanalysis.errors import ConfigError
 from qdanalysis.outputs import load_outputs
 from qdanalysis.runner.llm.managed import ManagedClient, RetryPolicy
@@ -18,6 +23,7 @@ from qdanalysis.runner.moa import (
     seq_windows,
     usc,
 )
+from qdanalysis.runner.options import RunOptions
 from qdanalysis.runner.prompts import AGGREGATE_AND_SYNTHESIZE
 from qdanalysis.runner.store import RunStore
 from qdanalysis.testing import MockClient, fail_times
@@ -116,7 +122,7 @@ def test_seq_copies_last_option(math_q):
             repeats=3,
             aggregator="agg",
             client=c,
-            copies_first=False,
+            options=RunOptions(copies_first=False),
         )
     )
     assert json.loads(res.final["shown"])[-3:] == ["synthesis@0"] * 3
@@ -273,7 +279,12 @@ def test_skip_policy_records_references_shown(tmp_path, math_q):
     store = RunStore(tmp_path)
     asyncio.run(
         run_experiment(
-            [math_q], cfgs, client=c, store=store, progress=False, on_proposer_error="skip"
+            [math_q],
+            cfgs,
+            client=c,
+            store=store,
+            progress=False,
+            options=RunOptions(on_proposer_error="skip"),
         )
     )
     final = store.read().query("role == 'aggregator'").iloc[0]
@@ -306,3 +317,67 @@ def test_unknown_aggregator_prompt_is_rejected(math_q):
 
     with pytest.raises(ConfigError, match="prompt_id"):
         asyncio.run(run_config(math_q, spec, client=MockClient()))
+
+
+def test_aggregator_by_name_or_spec_sends_identical_requests(math_q):
+    """Repro 6: one default aggregator temperature, whichever way the aggregator is named."""
+    by_name, by_spec = MockClient(), MockClient()
+    asyncio.run(self_moa(math_q, model="m", n_samples=3, aggregator="m", client=by_name))
+    spec = AggregatorSpec(kind="llm", model="m")
+    asyncio.run(self_moa(math_q, model="m", n_samples=3, aggregator=spec, client=by_spec))
+    assert [r.key_fields() for r in by_name.calls] == [r.key_fields() for r in by_spec.calls]
+    agg = by_role(by_name, "aggregator")
+    assert [r.temperature for r in agg] == [DEFAULT_AGGREGATOR_TEMPERATURE]
+    (cfg,) = method_configs("self_moa", proposers=["m"], aggregator="m", n_samples=3)
+    assert cfg.aggregator == spec
+
+
+def test_run_options_reach_every_request(math_q):
+    c = MockClient()
+    opts = RunOptions(temperature=0.3, top_p=0.8, max_tokens=17, stop=("##",), seed=4)
+    asyncio.run(
+        mixed_moa(math_q, proposers=["a", "b"], aggregator="agg", client=c, layers=2, options=opts)
+    )
+    assert {(r.top_p, r.max_tokens, r.stop) for r in c.calls} == {(0.8, 17, ("##",))}
+    assert {r.temperature for r in by_role(c, "proposer")} == {0.3}
+
+
+def test_plurality_vote_agrees_with_the_shared_kernel(rng):
+    from qdanalysis.votes import answer_codes, plurality_vote_scores
+
+    for _ in range(200):
+        n = int(rng.integers(1, 7))
+        keys = [None if x < 0 else "abcd"[x] for x in rng.integers(-1, 4, size=n)]
+        rows = [{"answer": k, "answer_key": k, "correct": float(k == "a")} for k in keys]
+        codes = answer_codes(keys)[None, :]
+        expected = plurality_vote_scores(codes, [[float(k == "a") for k in keys]])[0]
+        assert plurality_vote(rows)[2] == pytest.approx(expected, abs=1e-12)
+
+
+def test_library_errors_name_arguments_not_flags():
+    from qdanalysis.runner.moa import choose_window
+
+    with pytest.raises(ConfigError, match="max_tokens or repeats") as info:
+        choose_window([900], context_length=1000, prompt_tokens=50, max_tokens=400, repeats=1)
+    assert "--" not in str(info.value)
+    with pytest.raises(ConfigError, match="expected an aggregator model") as info:
+        method_configs("self_moa", proposers=["m"], aggregator=None)
+    assert "--" not in str(info.value)
+
+
+def test_usc_pick_is_what_the_store_keeps(tmp_path, math_q):
+    """The stored USC row carries the picked response's answer, so outputs.jsonl scores it."""
+    c = MockClient(
+        responder=lambda r: (
+            "The most consistent response is Response 2"
+            if "most consistent" in r.messages[-1]["content"]
+            else f'{{"answer": "{r.sample_index}"}}'
+        )
+    )
+    store = RunStore(tmp_path)
+    res = asyncio.run(
+        usc(math_q, proposers=["a", "a", "a"], aggregator="agg", client=c, store=store)
+    )
+    (stored,) = [r for r in store.rows() if r["role"] == "aggregator"]
+    assert stored["usc_choice"] == 2
+    assert stored["answer"] == res.final["answer"] == json.loads(stored["shown"])[1].split("#")[1]

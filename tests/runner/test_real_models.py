@@ -11,6 +11,7 @@ from qdanalysis.cli.run import ModelRouter
 from qdanalysis.outputs import load_outputs
 from qdanalysis.runner.llm.managed import ManagedClient
 from qdanalysis.runner.moa import method_configs, run_experiment
+from qdanalysis.runner.options import RunOptions
 from qdanalysis.runner.store import RunStore
 from qdanalysis.runner.tasks import load_questions
 
@@ -38,7 +39,12 @@ def _check_run(tmp_path, client, questions, models, counter):
     configs = _configs(models)
     s = asyncio.run(
         run_experiment(
-            questions, configs, client=client, store=store, progress=False, max_tokens=24
+            questions,
+            configs,
+            client=client,
+            store=store,
+            progress=False,
+            options=RunOptions(max_tokens=24),
         )
     )
     assert s.n_errors == 0
@@ -55,7 +61,7 @@ def _check_run(tmp_path, client, questions, models, counter):
             client=client,
             store=RunStore(tmp_path),
             progress=False,
-            max_tokens=24,
+            options=RunOptions(max_tokens=24),
         )
     )
     assert counter() == n

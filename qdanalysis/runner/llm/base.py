@@ -7,18 +7,23 @@ concurrency and accounting to :class:`qdanalysis.runner.llm.managed.ManagedClien
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from ..._hashing import content_hash
 from ...errors import ConfigError
 
 __all__ = [
+    "BatchedBackend",
     "ChatClient",
     "ChatRequest",
     "ChatResponse",
     "Message",
     "MultiSampleClient",
+    "contiguous_runs",
+    "ping",
+    "request_key",
     "supports_n",
 ]
 
@@ -135,3 +140,77 @@ def supports_n(client: object) -> bool:
     return bool(getattr(client, "supports_n", False)) and callable(
         getattr(client, "complete_n", None)
     )
+
+
+def request_key(endpoint: str, request: ChatRequest) -> str:
+    """The identity of ``request`` sent to ``endpoint`` (64 hex digits).
+
+    One key for every place that reuses an answer: the response cache looks answers up by it and
+    a run store reuses a row only when its recorded key equals it. It covers the endpoint and
+    :meth:`ChatRequest.key_fields` (model, messages, temperature, top_p, max_tokens, stop, seed,
+    ``sample_index``).
+
+    Examples
+    --------
+    >>> r = ChatRequest(model="m", messages=({"role": "user", "content": "hi"},))
+    >>> request_key("e", r) == request_key("e", r)
+    True
+    >>> import dataclasses
+    >>> request_key("e", r) == request_key("e", dataclasses.replace(r, max_tokens=32))
+    False
+    """
+    return content_hash({"endpoint": endpoint, "request": request.key_fields()})
+
+
+async def ping(client: object) -> None:
+    """Check that ``client``'s endpoint(s) answer, when it can tell (its ``ping()`` method).
+
+    Raises
+    ------
+    ProviderError
+        If an endpoint does not answer (the message names it).
+    """
+    check = getattr(client, "ping", None)
+    if callable(check):
+        await check()
+
+
+def contiguous_runs(indices: Sequence[int]) -> list[list[int]]:
+    """Split indices (sorted first) into runs of consecutive integers.
+
+    Examples
+    --------
+    >>> contiguous_runs([0, 1, 3, 4, 5, 7])
+    [[0, 1], [3, 4, 5], [7]]
+    """
+    runs: list[list[int]] = []
+    for i in sorted(indices):
+        if runs and runs[-1][-1] == i - 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
+class BatchedBackend:
+    """Base of in-process backends that draw every request as a batch of ``n`` samples.
+
+    Subclasses implement :meth:`_complete_n`; :meth:`complete` and :meth:`complete_n` check
+    ``n`` and delegate to it.
+    """
+
+    supports_n = True
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        """One completion: a batch of one."""
+        (resp,) = await self.complete_n(request, 1)
+        return resp
+
+    async def complete_n(self, request: ChatRequest, n: int) -> list[ChatResponse]:
+        """``n`` samples of ``request`` (``request.sample_index`` onwards) in one batch."""
+        if n < 1:
+            raise ConfigError(f"{type(self).__name__}.complete_n n: expected >= 1; got {n!r}.")
+        return await self._complete_n(request, n)
+
+    async def _complete_n(self, request: ChatRequest, n: int) -> list[ChatResponse]:
+        raise NotImplementedError

@@ -1,6 +1,6 @@
 """A sample-aware response cache in one sqlite3 file (WAL mode, one commit per put).
 
-The key is the :func:`~qdanalysis._hashing.content_hash` of the endpoint and
+The key is :func:`~qdanalysis.runner.llm.base.request_key`: the content hash of the endpoint and
 :meth:`ChatRequest.key_fields` (model, messages, temperature, top_p, max_tokens, stop, seed and
 ``sample_index``), so N samples of one prompt at T > 0 stay N entries. Timeouts, concurrency
 limits and API keys are never part of a key or a value; errors are never cached.
@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..._hashing import canonical_json, content_hash
+from ..._hashing import canonical_json
 from ...errors import ConfigError
-from .base import ChatRequest, ChatResponse
+from .base import ChatRequest, ChatResponse, request_key
 
 __all__ = ["ResponseCache"]
 
@@ -112,7 +112,7 @@ class ResponseCache:
         >>> ResponseCache.key("e", r) == ResponseCache.key("e", r1)
         False
         """
-        return content_hash({"endpoint": endpoint, "request": request.key_fields()})
+        return request_key(endpoint, request)
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:

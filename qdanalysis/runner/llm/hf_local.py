@@ -22,7 +22,7 @@ from ..._device import resolve_device
 from ..._hashing import content_hash
 from ..._optional import require
 from ...errors import ConfigError, ProviderError
-from .base import ChatRequest, ChatResponse
+from .base import BatchedBackend, ChatRequest, ChatResponse
 
 __all__ = ["HFLocalClient", "pick_device", "sampling_seed"]
 
@@ -58,7 +58,7 @@ def _fingerprint(path: Path, gguf_file: str | None) -> str:
     return content_hash(parts, length=12)
 
 
-class HFLocalClient:
+class HFLocalClient(BatchedBackend):
     """A :class:`~qdanalysis.runner.llm.base.ChatClient` generating with a local transformers model.
 
     Parameters
@@ -154,15 +154,8 @@ class HFLocalClient:
     def __repr__(self) -> str:
         return f"HFLocalClient({self.endpoint!r}, device={self.device!r}, dtype={self.dtype!r})"
 
-    async def complete(self, request: ChatRequest) -> ChatResponse:
-        """One completion (see :class:`HFLocalClient`)."""
-        (resp,) = await self.complete_n(request, 1)
-        return resp
-
-    async def complete_n(self, request: ChatRequest, n: int) -> list[ChatResponse]:
-        """``n`` samples of ``request`` in one ``generate`` call (``num_return_sequences``)."""
-        if n < 1:
-            raise ConfigError(f"HFLocalClient.complete_n n: expected >= 1; got {n!r}.")
+    async def _complete_n(self, request: ChatRequest, n: int) -> list[ChatResponse]:
+        # One ``generate`` call (``num_return_sequences``), off the event loop.
         return await asyncio.to_thread(self._generate, request, n)
 
     def warm_up(self) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ...errors import ConfigError, ProviderError
-from .base import ChatClient, ChatRequest, ChatResponse, supports_n
+from .base import ChatClient, ChatRequest, ChatResponse, contiguous_runs, ping, supports_n
 from .cache import ResponseCache
 from .ledger import CallRecord, UsageLedger
 
@@ -162,6 +162,16 @@ class ManagedClient:
             f"max_concurrency={self.max_concurrency}, timeout_s={self.timeout_s})"
         )
 
+    async def ping(self) -> None:
+        """Check that the backend's endpoint(s) answer (see :func:`~.base.ping`), once.
+
+        Raises
+        ------
+        ProviderError
+            If an endpoint does not answer within ``timeout_s``.
+        """
+        await self._with_timeout(lambda: ping(self.client))
+
     def endpoint_for(self, model: str) -> str:
         """The endpoint serving ``model`` (the cache key and concurrency scope)."""
         route = getattr(self.client, "endpoint_for", None)
@@ -219,7 +229,7 @@ class ManagedClient:
         jobs: list[tuple[list[int], Callable[[], Awaitable[list[ChatResponse]]]]] = []
         if supports_n(self.client):
             backend: Any = self.client
-            for run in _contiguous_runs(missing):
+            for run in contiguous_runs(missing):
                 first, size = reqs[run[0]], len(run)
                 if size == 1:
                     jobs.append((run, _single(self.client, first)))
@@ -271,6 +281,12 @@ class ManagedClient:
         policy = self.retry
         sleep = policy.sleep or _sleep
         attempt = 0
+
+        def record(**fields: Any) -> None:
+            self.ledger.record(
+                CallRecord(endpoint=endpoint, model=request.model, n_samples=n, **fields)
+            )
+
         while True:
             attempt += 1
             try:
@@ -286,16 +302,7 @@ class ManagedClient:
                     exc.retry_after is not None and exc.retry_after > policy.max_retry_after_s
                 )
                 if not retryable or attempt >= policy.max_attempts or too_long:
-                    self.ledger.record(
-                        CallRecord(
-                            endpoint=endpoint,
-                            model=request.model,
-                            n_samples=n,
-                            status="error",
-                            retries=attempt - 1,
-                            error_kind=exc.kind,
-                        )
-                    )
+                    record(status="error", retries=attempt - 1, error_kind=exc.kind)
                     logger.warning(
                         "%s %s: giving up after %d attempt(s): %s",
                         endpoint,
@@ -319,17 +326,12 @@ class ManagedClient:
         if self.cache is not None:
             for r, resp in zip(reqs or [request], responses, strict=True):
                 self.cache.put(endpoint, r, resp)
-        self.ledger.record(
-            CallRecord(
-                endpoint=endpoint,
-                model=request.model,
-                n_samples=n,
-                status="ok",
-                prompt_tokens=responses[0].prompt_tokens or 0,
-                completion_tokens=sum(r.completion_tokens or 0 for r in responses),
-                latency_s=latency,
-                retries=attempt - 1,
-            )
+        record(
+            status="ok",
+            prompt_tokens=responses[0].prompt_tokens or 0,
+            completion_tokens=sum(r.completion_tokens or 0 for r in responses),
+            latency_s=latency,
+            retries=attempt - 1,
         )
         return responses
 
@@ -344,23 +346,6 @@ class ManagedClient:
                 "Raise timeout_s or lower max_tokens.",
                 kind="transient",
             ) from exc
-
-
-def _contiguous_runs(indices: Sequence[int]) -> list[list[int]]:
-    """Split sorted indices into runs of consecutive integers.
-
-    Examples
-    --------
-    >>> _contiguous_runs([0, 1, 3, 4, 5, 7])
-    [[0, 1], [3, 4, 5], [7]]
-    """
-    runs: list[list[int]] = []
-    for i in indices:
-        if runs and runs[-1][-1] == i - 1:
-            runs[-1].append(i)
-        else:
-            runs.append([i])
-    return runs
 
 
 def _single(client: ChatClient, request: ChatRequest) -> Callable[[], Awaitable[Any]]:

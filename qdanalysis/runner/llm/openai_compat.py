@@ -170,6 +170,38 @@ class OpenAICompatClient:
         if closer is not None:
             await closer.aclose()
 
+    async def ping(self) -> None:
+        """Check that the server answers (``GET /models``) before any generation.
+
+        Any HTTP answer but 401/403 counts: a server without ``/models`` still answers.
+
+        Raises
+        ------
+        ProviderError
+            If the server cannot be reached or does not answer within ``timeout_s`` (the
+            message names :attr:`endpoint`).
+        AuthError
+            If it refuses the credentials.
+        """
+        o = self._openai
+        try:
+            await (await self._client()).models.list()
+        except (o.AuthenticationError, o.PermissionDeniedError) as exc:
+            error = self._map_error(exc)
+        except o.APIConnectionError as exc:  # timeouts included
+            cause = type(exc.__cause__ or exc).__name__
+            reason = "timed out" if isinstance(exc, o.APITimeoutError) else f"refused: {cause}"
+            error = ProviderError(
+                f"endpoint {self.endpoint}: expected a server answering; got none ({reason}). "
+                "Start the server or fix base_url.",
+                kind="transient",
+            )
+        except o.OpenAIError:
+            return  # any other HTTP answer: the server is up
+        else:
+            return
+        raise error
+
     def _scrub(self, text: str) -> str:
         if self._key and self._key != _NO_KEY:
             text = text.replace(self._key, "***")

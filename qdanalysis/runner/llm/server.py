@@ -27,7 +27,7 @@ from typing import Any
 
 from ..._optional import require
 from ...errors import ProviderError
-from .base import ChatRequest
+from .base import ChatRequest, ChatResponse
 
 __all__ = ["FaultSpec", "create_app", "main"]
 
@@ -46,6 +46,54 @@ class FaultSpec:
     """``Retry-After`` header value in seconds sent with the failures."""
     ignore_n: bool = False
     """Return one choice whatever ``n`` asks."""
+
+
+def _request(body: dict[str, Any], model_name: str) -> ChatRequest:
+    """The :class:`ChatRequest` of a chat-completions body (ValueError/TypeError when bad)."""
+    stop = body.get("stop") or ()
+    seed = body.get("seed")
+    if seed is None:  # like hosted APIs: no seed, fresh randomness
+        seed = random.SystemRandom().randrange(2**31)
+    request = ChatRequest(
+        model=model_name,
+        messages=tuple(
+            {"role": str(m.get("role")), "content": str(m.get("content"))}
+            for m in body.get("messages") or ()
+        ),
+        temperature=float(body.get("temperature", 1.0)),
+        top_p=float(body.get("top_p", 1.0)),
+        max_tokens=int(body.get("max_tokens") or body.get("max_completion_tokens") or 256),
+        seed=int(seed),
+        stop=(stop,) if isinstance(stop, str) else tuple(stop),
+    )
+    if not request.messages:
+        raise ValueError("messages: expected at least one message; got none")
+    return request
+
+
+def _completion(model_name: str, outs: Sequence[ChatResponse]) -> dict[str, Any]:
+    """The chat-completions response body of ``outs``."""
+    completion = sum(r.completion_tokens or 0 for r in outs)
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model_name,
+        "choices": [
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": r.text},
+                "finish_reason": r.finish_reason,
+                "completion_tokens": r.completion_tokens,
+            }
+            for i, r in enumerate(outs)
+        ],
+        "usage": {
+            "prompt_tokens": outs[0].prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": (outs[0].prompt_tokens or 0) + completion,
+        },
+    }
 
 
 def create_app(client: Any, *, model_name: str, faults: FaultSpec | None = None) -> Any:
@@ -114,55 +162,17 @@ def create_app(client: Any, *, model_name: str, faults: FaultSpec | None = None)
             return error(
                 400, f"n: expected an integer in [1, 128]; got {n!r}", "invalid_request_error"
             )
-        stop = body.get("stop") or ()
-        seed = body.get("seed")
-        if seed is None:  # like hosted APIs: no seed, fresh randomness
-            seed = random.SystemRandom().randrange(2**31)
         try:
-            request = ChatRequest(
-                model=model_name,
-                messages=tuple(
-                    {"role": str(m.get("role")), "content": str(m.get("content"))}
-                    for m in body.get("messages") or ()
-                ),
-                temperature=float(body.get("temperature", 1.0)),
-                top_p=float(body.get("top_p", 1.0)),
-                max_tokens=int(body.get("max_tokens") or body.get("max_completion_tokens") or 256),
-                seed=int(seed),
-                stop=(stop,) if isinstance(stop, str) else tuple(stop),
-            )
-            if not request.messages:
-                raise ValueError("messages: expected at least one message; got none")
+            request = _request(body, model_name)
         except (ValueError, TypeError) as exc:
             return error(400, str(exc), "invalid_request_error")
-        n_draw = 1 if faults.ignore_n else n
         try:
-            outs = await client.complete_n(request, n_draw)
+            outs = await client.complete_n(request, 1 if faults.ignore_n else n)
         except ProviderError as exc:
             if exc.kind == "fatal":
                 return error(400, str(exc), "invalid_request_error")
             return error(500, str(exc), "server_error")
-        return {
-            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model_name,
-            "choices": [
-                {
-                    "index": i,
-                    "message": {"role": "assistant", "content": r.text},
-                    "finish_reason": r.finish_reason,
-                    "completion_tokens": r.completion_tokens,
-                }
-                for i, r in enumerate(outs)
-            ],
-            "usage": {
-                "prompt_tokens": outs[0].prompt_tokens,
-                "completion_tokens": sum(r.completion_tokens or 0 for r in outs),
-                "total_tokens": (outs[0].prompt_tokens or 0)
-                + sum(r.completion_tokens or 0 for r in outs),
-            },
-        }
+        return _completion(model_name, outs)
 
     return app
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..._optional import require
 from ...errors import ConfigError, ProviderError
-from .base import ChatRequest, ChatResponse
+from .base import BatchedBackend, ChatRequest, ChatResponse
 from .hf_local import sampling_seed
 
 __all__ = ["VLLMOfflineClient"]
@@ -32,7 +32,7 @@ class _Pending:
     future: asyncio.Future[list[ChatResponse]]
 
 
-class VLLMOfflineClient:
+class VLLMOfflineClient(BatchedBackend):
     """A :class:`~qdanalysis.runner.llm.base.ChatClient` over ``vllm.LLM``.
 
     Parameters
@@ -85,15 +85,8 @@ class VLLMOfflineClient:
     def __repr__(self) -> str:
         return f"VLLMOfflineClient({self.model_name!r})"
 
-    async def complete(self, request: ChatRequest) -> ChatResponse:
-        """One completion, batched with concurrent requests."""
-        (resp,) = await self.complete_n(request, 1)
-        return resp
-
-    async def complete_n(self, request: ChatRequest, n: int) -> list[ChatResponse]:
-        """``n`` samples of ``request`` via ``SamplingParams(n=n)``."""
-        if n < 1:
-            raise ConfigError(f"VLLMOfflineClient.complete_n n: expected >= 1; got {n!r}.")
+    async def _complete_n(self, request: ChatRequest, n: int) -> list[ChatResponse]:
+        # ``SamplingParams(n=n)``, batched with the concurrent requests.
         loop = asyncio.get_running_loop()
         pending = _Pending(request, n, loop.create_future())
         self._queue.append(pending)
