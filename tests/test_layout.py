@@ -22,13 +22,6 @@ ALLOWED_LONG: set[str] = {
     "qdanalysis.analysis.pipeline:analyze",
     "qdanalysis.analysis.qdtable:measure_pairs",
     "qdanalysis.cli.fit:_run",
-    "qdanalysis.cli.run:_main_async",
-    "qdanalysis.configs:generate_configs",
-    "qdanalysis.runner.llm.server:create_app",
-    "qdanalysis.runner.moa:run_config",
-    "qdanalysis.runner.moa:run_experiment",
-    "qdanalysis.runner.moa:method_configs",
-    "qdanalysis.runner.tasks:load_questions",
 }
 
 
