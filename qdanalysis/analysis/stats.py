@@ -6,8 +6,7 @@
   the bootstrap side by side; :func:`r2_table` gives R² with and without each predictor.
 - **Diagnostics**: :func:`diagnostics_table` (corr(q, d), VIF, a collinearity flag) and
   :func:`residual_frame` (for the residual plot).
-- **Robustness**: :func:`sensitivity_table` refits once per combination of the measures of
-  :func:`qdanalysis.analysis.measures.measure_table`.
+- **Robustness** lives in :mod:`qdanalysis.analysis.sensitivity`.
 - **Self-MoA vs Mixed-MoA**: :func:`method_table`, :func:`single_model_table`, the offline
   Self-MoA-Seq analogue :func:`sequential_vote_scores` and :func:`vote_scaling_curve`, and the
   readers of recorded runner runs :func:`load_runs` / :func:`run_method_table`.
@@ -19,7 +18,6 @@ Neighbours: :mod:`qdanalysis.analysis.pipeline` (the pair and QD tables),
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -31,11 +29,16 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
+from ..configs import ConfigSpec
 from ..errors import ConfigError, DataError, StatisticalWarning
+from ..votes import answer_codes, plurality_vote_scores, plurality_winners
+from .aggregators import final_aggregator_rows, spec_aggregator_label
+from .pipeline import Analysis, AnalysisSpec
 from .regression import COLLINEARITY_THRESHOLD, RegressionSpec, compare_terms, fit_ols
 
 __all__ = [
     "BOOT_TERMS",
+    "DEFAULT_LEVEL",
     "BootstrapResult",
     "bootstrap_coefs",
     "diagnostics_table",
@@ -46,13 +49,14 @@ __all__ = [
     "r2_table",
     "residual_frame",
     "run_method_table",
-    "sensitivity_long",
-    "sensitivity_table",
     "sequential_vote_scores",
     "single_model_table",
     "uncertainty_table",
     "vote_scaling_curve",
 ]
+
+#: Confidence level of every interval of this module.
+DEFAULT_LEVEL = 0.95
 
 #: Quantities the bootstrap reports, in order.
 BOOT_TERMS = ("quality_z", "diversity_z", "quality_z - diversity_z", "r2")
@@ -105,18 +109,31 @@ def question_weights(
     return rng.multinomial(n_questions, p, size=n_boot).astype(np.float64)
 
 
-def _weighted_fits(
-    mats: Mapping[str, NDArray[np.float64]], W: NDArray[np.float64], *, ddof: int
-) -> NDArray[np.float64]:
-    """Refit ``100·t ~ z(q) + z(d)`` for each weight row: ``(B, 4)`` α, β, α − β, R²."""
+def _weighted_means(
+    mats: Mapping[str, NDArray[np.float64]], W: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], ...]:
+    """Per weight row, each configuration's weighted q, d, 100·t and whether it was drawn.
+
+    Returns ``(q, d, t, keep)``, each ``(B, C)``; ``W`` of ones gives the full-sample measures.
+    """
     M = mats["mask"]
     num = {k: W @ np.nan_to_num(mats[k] * M).T for k in ("quality", "diversity", "performance")}
     den = W @ M.T  # (B, C): weighted count of each configuration's questions
     keep = (den > 0).astype(np.float64)
     safe = np.where(den > 0, den, 1.0)
-    q = num["quality"] / safe
-    d = num["diversity"] / safe
-    t = 100.0 * num["performance"] / safe
+    return (
+        num["quality"] / safe,
+        num["diversity"] / safe,
+        100.0 * num["performance"] / safe,
+        keep,
+    )
+
+
+def _weighted_fits(
+    mats: Mapping[str, NDArray[np.float64]], W: NDArray[np.float64], *, ddof: int
+) -> NDArray[np.float64]:
+    """Refit ``100·t ~ z(q) + z(d)`` for each weight row: ``(B, 4)`` α, β, α − β, R²."""
+    q, d, t, keep = _weighted_means(mats, W)
     nk = keep.sum(axis=1, keepdims=True)
 
     def z(x: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -125,8 +142,7 @@ def _weighted_fits(
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.asarray((x - mu) / np.sqrt(var) * keep)
 
-    zq, zd = z(q), z(d)
-    X = np.stack([keep, zq, zd], axis=2)  # (B, C, 3), rows of dropped configurations zero
+    X = np.stack([keep, z(q), z(d)], axis=2)  # (B, C, 3), rows of dropped configurations zero
     y = t * keep
     XtX = np.einsum("bci,bcj->bij", X, X)
     Xty = np.einsum("bci,bc->bi", X, y)
@@ -159,13 +175,57 @@ class BootstrapResult:
     """``n_boot, seed, ddof, level, resample``: for sidecars."""
 
 
+def _summary_rows(
+    ds: str, R: NDArray[np.float64], full: NDArray[np.float64], *, seed: int, level: float
+) -> list[dict[str, Any]]:
+    lo, hi = (1 - level) / 2, (1 + level) / 2
+    rows = []
+    for j, term in enumerate(BOOT_TERMS):
+        v = R[:, j][np.isfinite(R[:, j])]
+        p = math.nan
+        if term != "r2" and v.size:
+            p = min(1.0, 2 * min(float((v <= 0).mean()), float((v >= 0).mean())))
+        rows.append(
+            {
+                "dataset": ds,
+                "term": term,
+                "estimate": float(full[j]),
+                "boot_mean": float(v.mean()) if v.size else math.nan,
+                "std_error": float(v.std(ddof=1)) if v.size > 1 else math.nan,
+                "ci_low": float(np.quantile(v, lo)) if v.size else math.nan,
+                "ci_high": float(np.quantile(v, hi)) if v.size else math.nan,
+                "p_value": p,
+                "n_boot": R.shape[0],
+                "n_valid": int(v.size),
+                "seed": seed,
+                "level": level,
+            }
+        )
+    return rows
+
+
+def _fit_pairs(data: Analysis | pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The pair table the analysis's fit stands on, and its ``ddof``.
+
+    With ``quality="model"`` every pair carries its configuration's model quality (constant over
+    questions), so the full-sample replicate is the analysis's fit.
+    """
+    if isinstance(data, pd.DataFrame):
+        return data, AnalysisSpec.ddof
+    pairs = data.pairs
+    if data.spec.quality == "model":
+        qm = data.qd_table.set_index(["dataset", "config_id"])["quality_model"] / 100.0
+        key = pd.MultiIndex.from_frame(pairs[["dataset", "config_id"]])
+        pairs = pairs.assign(quality=qm.reindex(key).to_numpy())
+    return pairs, data.spec.ddof
+
+
 def bootstrap_coefs(
-    pairs: pd.DataFrame,
+    data: Analysis | pd.DataFrame,
     *,
     n_boot: int = 1000,
     seed: int = 0,
-    ddof: int = 1,
-    level: float = 0.95,
+    level: float = DEFAULT_LEVEL,
     datasets: Sequence[str] | None = None,
     chunk_size: int = 250,
     progress: bool = True,
@@ -174,17 +234,16 @@ def bootstrap_coefs(
 
     Parameters
     ----------
-    pairs
-        The pair table of :func:`~qdanalysis.analysis.pipeline.analyze` (``dataset, config_id,
-        question_id, quality, diversity, performance``, quality and performance in [0, 1]).
+    data
+        An :func:`~qdanalysis.analysis.pipeline.analyze` result (its pair table, quality source
+        and ``ddof``), or a bare pair table (``dataset, config_id, question_id, quality,
+        diversity, performance``, quality and performance in [0, 1]; the
+        :class:`~qdanalysis.analysis.pipeline.AnalysisSpec` default ``ddof``).
     n_boot
         Replicates per dataset.
     seed
         Seed; dataset i uses the i-th child of ``numpy.random.SeedSequence(seed)`` (datasets
         sorted), so adding a dataset does not change another's draws.
-    ddof
-        Degrees of freedom of the z-scores (as in
-        :class:`~qdanalysis.analysis.regression.RegressionSpec`).
     level
         Confidence level of the percentile intervals.
     datasets
@@ -198,6 +257,11 @@ def bootstrap_coefs(
     -------
     BootstrapResult
 
+    Raises
+    ------
+    ConfigError
+        If ``n_boot`` < 2 or ``level`` is outside (0, 1).
+
     Notes
     -----
     A replicate draws Q questions with replacement (multinomial counts w_j); each configuration's
@@ -210,10 +274,11 @@ def bootstrap_coefs(
     """
     from tqdm.auto import tqdm
 
-    if not isinstance(n_boot, int) or n_boot < 2:
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 2:
         raise ConfigError(f"n_boot: expected an int >= 2; got {n_boot!r}.")
     if not 0 < level < 1:
         raise ConfigError(f"level: expected a number in (0, 1); got {level!r}.")
+    pairs, ddof = _fit_pairs(data)
     names = sorted(pairs["dataset"].unique()) if datasets is None else list(datasets)
     children = np.random.SeedSequence(seed).spawn(len(names))
     draw_frames, rows = [], []
@@ -233,28 +298,7 @@ def bootstrap_coefs(
             df.insert(0, "draw", np.arange(n_boot))
             df.insert(0, "dataset", ds)
             draw_frames.append(df)
-            lo, hi = (1 - level) / 2, (1 + level) / 2
-            for j, term in enumerate(BOOT_TERMS):
-                v = R[:, j][np.isfinite(R[:, j])]
-                p = math.nan
-                if term != "r2" and v.size:
-                    p = min(1.0, 2 * min(float((v <= 0).mean()), float((v >= 0).mean())))
-                rows.append(
-                    {
-                        "dataset": ds,
-                        "term": term,
-                        "estimate": float(full[j]),
-                        "boot_mean": float(v.mean()) if v.size else math.nan,
-                        "std_error": float(v.std(ddof=1)) if v.size > 1 else math.nan,
-                        "ci_low": float(np.quantile(v, lo)) if v.size else math.nan,
-                        "ci_high": float(np.quantile(v, hi)) if v.size else math.nan,
-                        "p_value": p,
-                        "n_boot": n_boot,
-                        "n_valid": int(v.size),
-                        "seed": seed,
-                        "level": level,
-                    }
-                )
+            rows += _summary_rows(ds, R, full, seed=seed, level=level)
     finally:
         bar.close()
     return BootstrapResult(
@@ -285,8 +329,8 @@ def uncertainty_table(
     *,
     cov_types: Sequence[str] = ("nonrobust", "HC3"),
     bootstrap: BootstrapResult | None = None,
-    ddof: int = 1,
-    level: float = 0.95,
+    ddof: int = AnalysisSpec.ddof,
+    level: float = DEFAULT_LEVEL,
 ) -> pd.DataFrame:
     """α, β and α − β per dataset under several covariance estimators and the bootstrap.
 
@@ -355,7 +399,7 @@ def uncertainty_table(
     )
 
 
-def r2_table(qd_table: pd.DataFrame, *, ddof: int = 1) -> pd.DataFrame:
+def r2_table(qd_table: pd.DataFrame, *, ddof: int = AnalysisSpec.ddof) -> pd.DataFrame:
     """R² of the full model and with each predictor dropped, per dataset.
 
     Returns
@@ -462,120 +506,41 @@ def residual_frame(fits: Mapping[str, Any]) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
-def sensitivity_table(
-    measures: pd.DataFrame | Mapping[str, pd.DataFrame],
-    *,
-    quality: Sequence[str] | None = None,
-    diversity: Sequence[str] | None = None,
-    cov_type: str = "nonrobust",
-    ddof: int = 1,
-) -> pd.DataFrame:
-    """α, β and R² for every combination of quality and diversity measure, one row each.
-
-    Parameters
-    ----------
-    measures
-        A :func:`~qdanalysis.analysis.measures.measure_table` result, or a mapping embedding label
-        ->
-        such a table (one per embedding model; answer-level measures are the same in each and
-        are fitted once, under the first label).
-    quality, diversity
-        Columns to combine (default: every ``quality_*`` and ``diversity_*`` column).
-    cov_type, ddof
-        As in :class:`~qdanalysis.analysis.regression.RegressionSpec`.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``dataset, embedding, quality_measure, diversity_measure, n_obs, alpha, alpha_se,
-        beta, beta_se, diff, diff_p`` (Wald test of α = β), ``r2, r2_quality_only,
-        r2_diversity_only, corr_quality_diversity, collinear`` (a StatisticalWarning fired:
-        |r| above the threshold or too few configurations), ``is_paper`` (mean quality with
-        Vendi q = 1, per-question averaged).
-    """
-    tables = {"default": measures} if isinstance(measures, pd.DataFrame) else dict(measures)
-    rows = []
-    answer_cols = {"diversity_answers", "diversity_answer_entropy"}
-    for e_i, (emb, tab) in enumerate(tables.items()):
-        qcols = list(quality) if quality else [c for c in tab.columns if c.startswith("quality_")]
-        dcols = (
-            list(diversity) if diversity else [c for c in tab.columns if c.startswith("diversity_")]
-        )
-        if e_i > 0:
-            dcols = [c for c in dcols if c not in answer_cols]
-        missing = [c for c in [*qcols, *dcols] if c not in tab.columns]
-        if missing:
-            raise ConfigError(
-                f"sensitivity_table: expected measure columns {missing} in the table; present: "
-                f"{[c for c in tab.columns if c.startswith(('quality_', 'diversity_'))]}."
-            )
-        for ds, g in tab.groupby("dataset", sort=True):
-            solo_q: dict[str, float] = {}
-            for qc in qcols:
-                for dc in dcols:
-                    df = g.rename(columns={qc: "quality", dc: "diversity"})[
-                        ["quality", "diversity", "performance"]
-                    ]
-                    try:
-                        res, warns = _fit_quiet(df, RegressionSpec(cov_type=cov_type, ddof=ddof))
-                    except DataError:
-                        continue  # a measure without variance in this dataset
-                    # One predictor with an intercept: R² is the squared correlation.
-                    if qc not in solo_q:
-                        solo_q[qc] = float(np.corrcoef(df["quality"], df["performance"])[0, 1] ** 2)
-                    r2d = float(np.corrcoef(df["diversity"], df["performance"])[0, 1] ** 2)
-                    c = res.coefs.set_index("term")
-                    w = compare_terms(res).iloc[0]
-                    rows.append(
-                        {
-                            "dataset": ds,
-                            "embedding": "(answers)" if dc in answer_cols else emb,
-                            "quality_measure": qc,
-                            "diversity_measure": dc,
-                            "n_obs": res.stats["n_obs"],
-                            "alpha": c.loc["quality_z", "estimate"],
-                            "alpha_se": c.loc["quality_z", "std_error"],
-                            "beta": c.loc["diversity_z", "estimate"],
-                            "beta_se": c.loc["diversity_z", "std_error"],
-                            "diff": w["estimate"],
-                            "diff_p": w["p_value"],
-                            "r2": res.stats["r2"],
-                            "r2_quality_only": solo_q[qc],
-                            "r2_diversity_only": r2d,
-                            "corr_quality_diversity": res.stats["corr_quality_diversity"],
-                            "collinear": bool(warns),
-                            "is_paper": e_i == 0
-                            and qc == "quality_mean"
-                            and dc == "diversity_vendi_q1",
-                        }
-                    )
-    return pd.DataFrame(rows)
-
-
 # --------------------------------------------------------------------------- Self vs Mixed
 
 
 def method_table(qd_table: pd.DataFrame) -> pd.DataFrame:
-    """Ensemble performance by method (Self-MoA, Mixed-MoA, …) per dataset.
+    """Ensemble performance by method and aggregator (Self-MoA, Mixed-MoA, …) per dataset.
 
     Returns
     -------
     pandas.DataFrame
-        ``dataset, method, n_configs, performance_mean, performance_best, best_config,
-        quality_mean, diversity_mean`` (performance and quality in %).
+        ``dataset, method, aggregator`` (what produced the performance, the QD table's
+        column), ``n_configs, performance_mean, performance_best, best_config, quality_mean,
+        diversity_mean`` (performance and quality in %).
     """
-    need = {"dataset", "method", "config_id", "name", "performance", "quality", "diversity"}
+    need = {
+        "dataset",
+        "method",
+        "aggregator",
+        "config_id",
+        "name",
+        "performance",
+        "quality",
+        "diversity",
+    }
     if not need <= set(qd_table.columns):
         raise DataError(
             f"method_table: expected QD-table columns {sorted(need)}; got {list(qd_table.columns)}."
         )
     rows = []
-    for (ds, m), g in qd_table.groupby(["dataset", "method"], sort=True):
+    for (ds, m, agg), g in qd_table.groupby(["dataset", "method", "aggregator"], sort=True):
         best = g.loc[g["performance"].idxmax()]
         rows.append(
             {
                 "dataset": ds,
                 "method": m,
+                "aggregator": agg,
                 "n_configs": len(g),
                 "performance_mean": g["performance"].mean(),
                 "performance_best": best["performance"],
@@ -624,7 +589,7 @@ def sequential_vote_scores(
     -------
     numpy.ndarray
         ``(m,)`` expected score of the final answer (ties split evenly at each step, as in
-        :func:`~qdanalysis.analysis.performance.plurality_vote_scores`, by carrying the tied keys'
+        :func:`~qdanalysis.votes.plurality_vote_scores`, by carrying the tied keys'
         mean score and one representative key forward).
 
     Notes
@@ -640,8 +605,6 @@ def sequential_vote_scores(
     >>> sequential_vote_scores([[1, 1, 2, 2, 2]], [[1, 1, 0, 0, 0]], window=3, repeats=2)
     array([1.])
     """
-    from .performance import plurality_vote_scores
-
     k = np.asarray(keys, dtype=np.int64)
     c = np.asarray(correct, dtype=np.float64)
     if k.shape != c.shape or k.ndim != 2:
@@ -672,13 +635,8 @@ def sequential_vote_scores(
 def _vote_winner(
     k: NDArray[np.int64], c: NDArray[np.float64]
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-    from .performance import plurality_vote_scores
-
-    valid = k >= 0
-    same = (k[:, :, None] == k[:, None, :]) & valid[:, :, None] & valid[:, None, :]
-    votes = same.sum(axis=2)
-    top = votes.max(axis=1, keepdims=True)
-    winners = valid & (votes == top) & (top > 0)
+    """The smallest tied winning key of each row and the vote's expected score."""
+    winners = plurality_winners(k)
     rep = np.where(winners, k, np.iinfo(np.int64).max).min(axis=1)
     rep = np.where(winners.any(axis=1), rep, -1)
     return rep, plurality_vote_scores(k, c)
@@ -723,13 +681,10 @@ def vote_scaling_curve(
             f"{dataset!r}; got {sorted(size.unique())}."
         )
     n = int(size.iloc[0])
-    keys = rows["answer_key"]
-    codes, _ = pd.factorize(keys.where(keys.notna(), None), use_na_sentinel=True)
-    K = codes.reshape(-1, n).astype(np.int64)
+    K = answer_codes(rows["answer_key"]).reshape(-1, n)
     C = rows["correct"].to_numpy(dtype=np.float64).reshape(-1, n)
     counts = list(sample_counts) if sample_counts else list(range(1, n + 1))
     rng = np.random.default_rng(seed)
-    from .performance import plurality_vote_scores
 
     res: dict[tuple[str, int, int, int], list[float]] = {}
     for _ in range(n_orders):
@@ -787,9 +742,18 @@ def load_runs(
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _aggregator_label(agg: dict[str, Any]) -> str:
-    kind = str(agg.get("kind", "plurality_vote"))
-    return f"llm:{agg['model']}" if kind == "llm" and agg.get("model") else kind
+_RUN_METHOD_COLUMNS = [
+    "dataset",
+    "config_id",
+    "method",
+    "n_proposers",
+    "window",
+    "repeats",
+    "models",
+    "aggregator",
+    "n_questions",
+    "accuracy",
+]
 
 
 def run_method_table(run: pd.DataFrame) -> pd.DataFrame:
@@ -805,28 +769,14 @@ def run_method_table(run: pd.DataFrame) -> pd.DataFrame:
     -------
     pandas.DataFrame
         ``dataset, config_id, method, n_proposers, window, repeats, models, aggregator``
-        (``llm:<model>``, ``plurality_vote`` or ``oracle``), ``n_questions, accuracy`` (% of
-        final aggregator rows correct), sorted by dataset and accuracy.
+        (what produced the answers:
+        :func:`~qdanalysis.analysis.aggregators.spec_aggregator_label`), ``n_questions,
+        accuracy`` (% of final aggregator rows correct), sorted by dataset and accuracy.
     """
-    from .qdtable import aggregator_scores
-
     if run.empty or "role" not in run.columns or not (run["role"] == "aggregator").any():
         # No aggregator rows (e.g. a run that only built its proposer pool): nothing to score.
-        return pd.DataFrame(
-            columns=[
-                "dataset",
-                "config_id",
-                "method",
-                "n_proposers",
-                "window",
-                "repeats",
-                "models",
-                "aggregator",
-                "n_questions",
-                "accuracy",
-            ]
-        )
-    final = aggregator_scores(run)
+        return pd.DataFrame(columns=_RUN_METHOD_COLUMNS)
+    final = final_aggregator_rows(run)
     meta = (
         run[run["role"] == "aggregator"]
         .drop_duplicates("config_id")
@@ -834,56 +784,21 @@ def run_method_table(run: pd.DataFrame) -> pd.DataFrame:
     )
     rows = []
     for (ds, cid), g in final.groupby(["dataset", "config_id"], sort=True):
-        spec = json.loads(meta[cid]) if isinstance(meta[cid], str) else dict(meta[cid])
-        props = spec.get("proposers", [])
+        text = meta[cid]
+        spec = ConfigSpec.from_json(text) if isinstance(text, str) else ConfigSpec.from_dict(text)
         rows.append(
             {
                 "dataset": ds,
                 "config_id": cid,
-                "method": spec.get("method"),
-                "n_proposers": len(props),
-                "window": spec.get("window"),
-                "repeats": spec.get("repeats"),
-                "models": ",".join(sorted({p["model"] for p in props})),
-                "aggregator": _aggregator_label(spec.get("aggregator") or {}),
+                "method": spec.method,
+                "n_proposers": spec.n_proposers,
+                "window": spec.window,
+                "repeats": spec.repeats,
+                "models": ",".join(sorted(set(spec.types))),
+                "aggregator": spec_aggregator_label(spec),
                 "n_questions": len(g),
                 "accuracy": 100 * float(g["performance"].mean()),
             }
         )
-    out = pd.DataFrame(rows)
+    out = pd.DataFrame(rows, columns=_RUN_METHOD_COLUMNS)
     return out.sort_values(["dataset", "accuracy"], ascending=[True, False]).reset_index(drop=True)
-
-
-def sensitivity_long(sensitivity: pd.DataFrame, *, z: float = 1.959964) -> pd.DataFrame:
-    """Reshape :func:`sensitivity_table` for :func:`~qdanalysis.analysis.plotting.forest_figure`.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``dataset, variant`` (``"<quality label> × <diversity label> [<embedding>]"``),
-        ``term`` (``quality_z``/``diversity_z``), ``estimate``, ``ci_low``, ``ci_high``
-        (estimate ± z·SE, the plain-OLS Wald interval), ``r2``, ``is_paper``.
-    """
-    from .measures import label
-
-    rows = []
-    for r in sensitivity.itertuples(index=False):
-        emb = "" if r.embedding in ("default", "(answers)") else f" [{r.embedding}]"
-        name = f"{label(r.quality_measure)} × {label(r.diversity_measure)}{emb}"
-        for term, est, se in (
-            ("quality_z", r.alpha, r.alpha_se),
-            ("diversity_z", r.beta, r.beta_se),
-        ):
-            rows.append(
-                {
-                    "dataset": r.dataset,
-                    "variant": name,
-                    "term": term,
-                    "estimate": est,
-                    "ci_low": est - z * se,
-                    "ci_high": est + z * se,
-                    "r2": r.r2,
-                    "is_paper": r.is_paper,
-                }
-            )
-    return pd.DataFrame(rows)
