@@ -17,7 +17,7 @@ import math
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +140,8 @@ class AnalysisSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (for sidecars): ``vendi_q`` ∞ as ``"inf"``, the aggregator by name."""
-        d = asdict(replace(self, aggregator=self.aggregator_name))
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["aggregator"] = self.aggregator_name
         d["proposer_key"] = list(self.proposer_key)
         d["vendi_q"] = "inf" if math.isinf(self.vendi_q) else self.vendi_q
         return d

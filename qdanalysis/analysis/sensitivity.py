@@ -503,12 +503,12 @@ def sensitivity_table(
     pandas.DataFrame
         ``dataset, embedding, quality_measure, diversity_measure, n_obs, alpha, alpha_se,
         beta, beta_se, diff, diff_p`` (Wald test of α = β), ``r2, r2_quality_only,
-        r2_diversity_only, corr_quality_diversity, collinear`` (a StatisticalWarning fired:
-        |r| above the threshold or too few configurations), ``is_default`` (the analysis's own
-        measures, ``quality_mean`` and the Vendi Score of ``spec.vendi_q`` under the first
-        embedding: it reproduces the analysis's fit), ``is_paper`` (``quality_mean`` with
-        Vendi q = 1 under the first embedding). Configurations without a value of a measure
-        (the cosine distance of one slot) are left out of its fits with a
+        r2_diversity_only, corr_quality_diversity, collinear`` (the fit warned: |r| above the
+        threshold, too few configurations or a rank-deficient design), ``is_default`` (the
+        analysis's own measures, ``quality_mean`` and the Vendi Score of ``spec.vendi_q``
+        under the first embedding: it reproduces the analysis's fit), ``is_paper``
+        (``quality_mean`` with Vendi q = 1 under the first embedding). Configurations without
+        a value of a measure (the cosine distance of one slot) are left out of its fits with a
         :class:`~qdanalysis.errors.DataWarning`.
     """
     spec = spec if spec is not None else AnalysisSpec()

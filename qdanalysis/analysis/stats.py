@@ -318,10 +318,11 @@ def bootstrap_coefs(
 
 
 def _fit_quiet(df: pd.DataFrame, spec: RegressionSpec) -> tuple[Any, list[str]]:
+    """Fit, returning the warnings (ours and statsmodels', e.g. rank deficiency) as messages."""
     with warnings.catch_warnings(record=True) as rec:
-        warnings.simplefilter("always", StatisticalWarning)
+        warnings.simplefilter("always")
         res = fit_ols(df, spec)
-    return res, [str(w.message) for w in rec if issubclass(w.category, StatisticalWarning)]
+    return res, [str(w.message) for w in rec]
 
 
 def uncertainty_table(
