@@ -9,7 +9,7 @@ block per question. A pair that misses a slot's output, or gets no score, is dro
 measure, so all measures describe exactly the outputs the aggregator saw. Every table that needs
 these measures asks this module: the QD table (:mod:`qdanalysis.analysis.qdtable`), the
 sensitivity table (:mod:`qdanalysis.analysis.sensitivity`) and, through the pair table, the
-bootstrap (:mod:`qdanalysis.analysis.stats`).
+bootstrap (:mod:`qdanalysis.analysis.uncertainty`).
 
 Neighbours: :mod:`qdanalysis.configs` (the configurations), :mod:`qdanalysis.analysis.embeddings`
 (the vectors), :mod:`qdanalysis.analysis.diversity` (the measures of one Gram slice),

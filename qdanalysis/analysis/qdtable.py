@@ -27,15 +27,11 @@ from .pairs import PairRequest, measure_blocks, pair_frame, summarise_pairs, ven
 
 __all__ = ["QD_COLUMNS", "build_qd_table", "config_meta"]
 
+#: What a configuration is (the columns of :func:`~qdanalysis.configs.configs_frame`).
+_DESCRIPTION = ("config_id", "name", "proposers", "samples", "method", "n_proposers", "n_models")
 QD_COLUMNS = (
     "dataset",
-    "config_id",
-    "name",
-    "proposers",
-    "samples",
-    "method",
-    "n_proposers",
-    "n_models",
+    *_DESCRIPTION,
     "n_questions",
     "quality",
     "quality_model",

@@ -36,7 +36,7 @@ from .diversity import vendi_score
 from .pairs import PairBlock, PairRequest, measure_blocks, vendi_name
 from .pipeline import Analysis, AnalysisSpec
 from .regression import RegressionSpec, compare_terms
-from .stats import _fit_quiet
+from .uncertainty import _fit_quiet
 
 __all__ = [
     "DIVERSITY_LABELS",
@@ -129,7 +129,7 @@ def centered_k_norm(
     Returns
     -------
     numpy.ndarray
-        float64, ``axis`` removed.
+        float64 of the shape of ``quality`` without ``axis``.
 
     Raises
     ------

@@ -12,6 +12,7 @@ import math
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ log = logging.getLogger("qdanalysis.fit")
 AGGREGATOR_CHOICES = ("auto", "plurality", "oracle", "llm")
 _AGG_NAMES = {"plurality": "plurality_vote"}
 _D = AnalysisSpec  # every default below is the spec's (class attributes of the dataclass)
+_DEST = {"vendi_q": "vendi_order"}
 
 
 def _order(text: str) -> float:
@@ -247,23 +249,11 @@ def _load(args: argparse.Namespace) -> tuple[list[Path], Any]:
 
 def build_spec(args: argparse.Namespace) -> AnalysisSpec:
     """The :class:`~qdanalysis.analysis.pipeline.AnalysisSpec` of parsed ``fit`` arguments."""
-    return AnalysisSpec(
-        proposer_key=tuple(c.strip() for c in args.proposer_key.split(",") if c.strip()),
-        n_proposers=args.n_proposers,
-        max_configs=args.max_configs,
-        seed=args.seed,
-        with_replacement=args.with_replacement,
-        aggregator=_AGG_NAMES.get(args.aggregator, args.aggregator),
-        vendi_q=args.vendi_order,
-        vendi_tol=args.vendi_tol,
-        quality=args.quality,
-        embedding_model=args.embedding_model,
-        device=args.device,
-        batch_size=args.batch_size,
-        embedding_dtype=args.embedding_dtype,
-        cov_type=args.cov_type,
-        ddof=args.ddof,
-    )
+    # Every spec field has an option of the same name, except vendi_q (--vendi-order).
+    values = {f.name: getattr(args, _DEST.get(f.name, f.name)) for f in fields(AnalysisSpec)}
+    values["proposer_key"] = tuple(c.strip() for c in args.proposer_key.split(",") if c.strip())
+    values["aggregator"] = _AGG_NAMES.get(args.aggregator, args.aggregator)
+    return AnalysisSpec(**values)
 
 
 #: Library argument names (as they appear in error messages) -> the fit option that sets them.
@@ -289,7 +279,12 @@ def _with_flags(exc: QDAnalysisError) -> QDAnalysisError:
 
 def _stat_tables(res: Any, outputs: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Every table of the run, computed before anything is written, by stem."""
-    from ..analysis.stats import bootstrap_coefs, diagnostics_table, r2_table, uncertainty_table
+    from ..analysis.uncertainty import (
+        bootstrap_coefs,
+        diagnostics_table,
+        r2_table,
+        uncertainty_table,
+    )
 
     spec = res.spec
     boot = None
@@ -328,7 +323,7 @@ def _save_figures(res: Any, unc: Any, stage: Path, prov: Any, width: str) -> lis
         plot_residuals,
         qd_scatter_figure,
     )
-    from ..analysis.stats import residual_frame
+    from ..analysis.uncertainty import residual_frame
 
     written: list[Path] = []
     with paper_style():

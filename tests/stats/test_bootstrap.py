@@ -4,7 +4,7 @@ import pytest
 
 from qdanalysis.analysis.pairs import summarise_pairs
 from qdanalysis.analysis.regression import RegressionSpec, fit_ols
-from qdanalysis.analysis.stats import (
+from qdanalysis.analysis.uncertainty import (
     _weighted_fits,
     bootstrap_coefs,
     diagnostics_table,

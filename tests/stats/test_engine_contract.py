@@ -25,7 +25,7 @@ from qdanalysis.analysis.aggregators import (
 from qdanalysis.analysis.diversity import pairwise_cosine_distance, vendi_score
 from qdanalysis.analysis.pipeline import AnalysisSpec, analyze
 from qdanalysis.analysis.sensitivity import HashingEmbedder, measure_table, sensitivity_table
-from qdanalysis.analysis.stats import _weighted_means, bootstrap_coefs, pair_matrices
+from qdanalysis.analysis.uncertainty import _weighted_means, bootstrap_coefs, pair_matrices
 from qdanalysis.configs import ConfigSpec
 from qdanalysis.errors import ConfigError, DataError, DataWarning, QDAnalysisWarning
 from qdanalysis.outputs import load_outputs

@@ -4,14 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qdanalysis.analysis.sensitivity import measure_table, sensitivity_long, sensitivity_table
-from qdanalysis.analysis.stats import (
+from qdanalysis.analysis.methods import (
     method_table,
     run_method_table,
     sequential_vote_scores,
     single_model_table,
     vote_scaling_curve,
 )
+from qdanalysis.analysis.sensitivity import measure_table, sensitivity_long, sensitivity_table
 from qdanalysis.errors import ConfigError
 from qdanalysis.votes import plurality_vote_scores
 
