@@ -6,7 +6,7 @@ question, shared by every configuration naming ``(m, k)``, so hundreds of config
 extra generation.
 
 Neighbours: :mod:`qdanalysis.outputs` supplies the rows; :mod:`qdanalysis.analysis.diversity`,
-:mod:`qdanalysis.quality` and :mod:`qdanalysis.analysis.performance` measure each configuration.
+:mod:`qdanalysis.analysis.pairs` measure each configuration.
 """
 
 from __future__ import annotations

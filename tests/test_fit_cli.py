@@ -181,3 +181,13 @@ def test_fresh_checkout_paths(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (work / "figures" / "qd_table.csv").exists()
+
+
+def test_library_error_names_the_argument_and_fit_adds_its_flag(tmp_path, outputs_small, capsys):
+    p = tmp_path / "no_keys.jsonl"
+    outputs_small.assign(answer_key=None).to_json(p, orient="records", lines=True)
+    args = ["--outputs", str(p), "--aggregator", "plurality", "--max-configs", "10"]
+    assert main([*args, "--no-progress", "--no-figures", "--out-dir", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "use aggregator='oracle'" in err  # the library's words
+    assert err.endswith("(fit options: --aggregator)")  # the CLI's addition

@@ -9,12 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from qdanalysis.analysis.aggregators import Oracle, RunRows
 from qdanalysis.analysis.embeddings import embed_texts
-from qdanalysis.analysis.performance import oracle_scores, plurality_vote_scores
-from qdanalysis.analysis.qdtable import aggregator_scores, build_qd_table, measure_pairs
+from qdanalysis.analysis.pairs import measure_pairs
+from qdanalysis.analysis.qdtable import build_qd_table
 from qdanalysis.configs import AggregatorSpec, ConfigSpec, ProposerSlot, generate_configs
 from qdanalysis.errors import DataWarning
 from qdanalysis.outputs import add_proposer_column
+from qdanalysis.votes import oracle_scores, plurality_vote_scores
 
 
 def brute_force_plurality(keys, correct):
@@ -138,11 +140,10 @@ def test_llm_aggregator_rows_give_performance(outputs_small):
             "correct": [float(i % 3 == 0) for i in range(len(qids))],
         }
     )
-    runs = aggregator_scores(agg)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
         pairs = measure_pairs(
-            rows, [spec], None, dataset="rereading/gsm8k", aggregator="llm", runs=runs
+            rows, [spec], None, dataset="rereading/gsm8k", aggregator=RunRows.from_outputs(agg)
         )
     merged = pairs.merge(agg, on="question_id")
     np.testing.assert_array_equal(merged["performance"], merged["correct"])
@@ -162,6 +163,6 @@ def test_every_slot_combination_of_a_tiny_space(outputs_small):
     ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
-        pairs = measure_pairs(rows, specs, None, dataset="rereading/gsm8k", aggregator="oracle")
+        pairs = measure_pairs(rows, specs, None, dataset="rereading/gsm8k", aggregator=Oracle())
     assert pairs["config_id"].nunique() == 64
     assert (pairs["performance"] >= pairs["quality"]).all()  # oracle bounds the mean

@@ -2,10 +2,14 @@
 
 The Vendi Score of ``n`` items with similarity matrix ``K`` (unit diagonal) is the Hill number
 of order ``q`` of the eigenvalues of ``K / n``: the effective number of distinct items, between
-1 (all identical) and ``n`` (all orthogonal). This module is numpy only; embeddings come from
-:mod:`qdanalysis.analysis.embeddings`, and :mod:`qdanalysis.analysis.qdtable` slices each
-configuration's Gram
-matrix out of its question's Gram block and calls :func:`vendi_score` once per group size.
+1 (all identical) and ``n`` (all orthogonal). This module is numpy only and measures stacks of
+Gram matrices (Vendi Scores, mean cosine distance) or rows of answer-key codes (answer count
+and entropy); embeddings come from :mod:`qdanalysis.analysis.embeddings`, and the engine
+:mod:`qdanalysis.analysis.pairs` slices each configuration's Gram matrix out of its question's
+Gram block and stacks the slices into one call per chunk.
+
+A set of one item has Vendi Score 1 (every order), one distinct answer and answer entropy 0;
+its mean pairwise cosine distance is undefined (NaN).
 
 References
 ----------
@@ -16,17 +20,18 @@ TMLR. Pasarkar and Dieng (2024), "Cousins of the Vendi Score" (orders q other th
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ..errors import ConfigError, DataError
+from ..votes import key_counts
 
 __all__ = [
     "DEFAULT_TOL",
-    "gram_blocks",
+    "answer_count",
+    "answer_entropy",
     "hill_number",
     "pairwise_cosine_distance",
     "slice_grams",
@@ -246,21 +251,6 @@ def vendi_score_dual(
     return np.asarray(_vendi_from_eigenvalues(lam, qf, _check_tol(tol), n), dtype=np.float64)
 
 
-def gram_blocks(
-    vectors: NDArray[np.floating], groups: Sequence[NDArray[np.int64]]
-) -> list[NDArray[np.float64]]:
-    """One Gram matrix ``E Eᵀ`` per group of row indices into ``vectors`` (float64).
-
-    Used once per question: every configuration's similarity matrix is a slice of its
-    question's block, so no product is computed twice.
-    """
-    out = []
-    for g in groups:
-        e = np.asarray(vectors[g], dtype=np.float64)
-        out.append(e @ e.T)
-    return out
-
-
 def slice_grams(block: NDArray[np.float64], local: NDArray[np.int64]) -> NDArray[np.float64]:
     """Stack the sub-matrices ``block[idx][:, idx]`` for each row ``idx`` of ``local`` (m, n).
 
@@ -277,14 +267,67 @@ def slice_grams(block: NDArray[np.float64], local: NDArray[np.int64]) -> NDArray
 def pairwise_cosine_distance(K: ArrayLike) -> NDArray[np.float64]:
     """Mean cosine distance ``1 − K_ij`` over the pairs ``i < j`` of each ``(..., n, n)`` matrix.
 
+    Returns
+    -------
+    numpy.ndarray
+        float64 of shape ``K.shape[:-2]``; NaN for ``n = 1`` (one item has no pairs, so its
+        mean distance is undefined).
+
+    Raises
+    ------
+    DataError
+        If ``K`` is not square in its last two axes or has no items.
+
     Examples
     --------
     >>> float(pairwise_cosine_distance(np.eye(3)))
     1.0
+    >>> pairwise_cosine_distance(np.ones((2, 1, 1)))
+    array([nan, nan])
     """
     arr = np.asarray(K, dtype=np.float64)
+    if arr.ndim < 2 or arr.shape[-1] != arr.shape[-2] or arr.shape[-1] == 0:
+        raise DataError(
+            f"pairwise_cosine_distance K: expected shape (..., n, n) with n >= 1; got {arr.shape}."
+        )
     n = arr.shape[-1]
-    if n < 2:
-        raise DataError(f"pairwise_cosine_distance: expected n >= 2 items; got n = {n}.")
+    if n == 1:
+        return np.full(arr.shape[:-2], np.nan)
     iu = np.triu_indices(n, k=1)
     return np.asarray((1.0 - arr[..., iu[0], iu[1]]).mean(axis=-1), dtype=np.float64)
+
+
+def answer_count(codes: ArrayLike) -> NDArray[np.float64]:
+    """Number of distinct answer keys per row of slot codes (``-1`` = no answer, not counted).
+
+    Examples
+    --------
+    >>> answer_count([[3, 3, 5, -1], [-1, -1, -1, -1]])
+    array([2., 0.])
+    """
+    cnt = key_counts(codes)
+    # Each key with count m contributes m slots of weight 1/m.
+    return np.asarray(np.where(cnt > 0, 1.0 / np.maximum(cnt, 1), 0.0).sum(axis=1))
+
+
+def answer_entropy(codes: ArrayLike) -> NDArray[np.float64]:
+    """Shannon entropy (nats) of the answer keys among the slots that have one.
+
+    Notes
+    -----
+    H = −Σ_a p_a log p_a with p_a the share of answered slots giving key a; 0 when no slot or
+    one key answers. ``exp(H)`` is the Hill number of order 1 of the answers.
+
+    Examples
+    --------
+    >>> answer_entropy([[1, 1, 2, 2], [1, 1, 1, -1]]).round(4)
+    array([0.6931, 0.    ])
+    """
+    c = np.asarray(codes, dtype=np.int64)
+    cnt = key_counts(c).astype(np.float64)
+    n_ans = (c >= 0).sum(axis=1, keepdims=True).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.where(cnt > 0, cnt / np.maximum(n_ans, 1.0), 1.0)
+        # Summing over slots counts key a m_a times: divide by the count, sum -p log p per key.
+        h = -np.where(cnt > 0, np.log(p) / np.maximum(n_ans, 1.0), 0.0).sum(axis=1)
+    return np.asarray(h + 0.0, dtype=np.float64)

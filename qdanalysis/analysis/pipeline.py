@@ -1,8 +1,12 @@
-"""The whole analysis as one library call: outputs table in, QD table and fits out.
+"""The whole analysis as one library call: an outputs table and an :class:`AnalysisSpec` in,
+QD table and fits out.
 
 :func:`analyze` is what ``python -m qdanalysis.fit`` and the notebooks run: choose proposer
-rows, build (or read) configurations, embed outputs (cached), measure every configuration,
-regress per dataset. It writes nothing except the embedding cache; saving is the caller's job
+rows, build (or read) configurations, embed outputs (cached), measure every configuration
+(:mod:`qdanalysis.analysis.pairs`), regress per dataset. Every choice that shapes the numbers is
+a field of the frozen :class:`AnalysisSpec`, built once by the caller, passed whole and stored on
+the :class:`Analysis`; the tables derived later (sensitivity, bootstrap, methods) read their
+options from it. It writes nothing except the embedding cache; saving is the caller's job
 (:mod:`qdanalysis.analysis.export`).
 """
 
@@ -10,10 +14,9 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,25 +25,148 @@ import pandas as pd
 from ..configs import AggregatorSpec, ConfigSpec, configs_from_frame, generate_configs, type_letters
 from ..errors import ConfigError, DataError
 from ..outputs import add_proposer_column, proposer_rows
-from .diversity import DEFAULT_TOL
+from .aggregators import AGGREGATORS, Aggregator, get_aggregator
+from .diversity import DEFAULT_TOL, _check_q, _check_tol
+from .embeddings import CACHE_FILE, DEFAULT_EMBEDDING_MODEL, Embeddings, default_cache_dir
+from .regression import COV_TYPES, RegressionSpec
 
-__all__ = ["AGGREGATOR_CHOICES", "Analysis", "analyze", "default_cache_dir"]
+__all__ = ["Analysis", "AnalysisSpec", "analyze"]
 
 log = logging.getLogger(__name__)
 
-#: ``auto`` means ``llm`` when the outputs hold aggregator rows, else ``plurality_vote``.
-AGGREGATOR_CHOICES = ("auto", "plurality_vote", "oracle", "llm")
+_QUALITY_SOURCES = ("slot", "model")
+_EMBEDDING_DTYPES = ("float32", "bfloat16")
 
 
-def default_cache_dir() -> Path:
-    """``$QDANALYSIS_CACHE_DIR`` when set, else ``data/cache`` (relative to the cwd)."""
-    return Path(os.environ.get("QDANALYSIS_CACHE_DIR", "data/cache"))
+def _check_int(name: str, value: Any, *, low: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
+        bound = f" >= {low}" if low is not None else ""
+        raise ConfigError(f"AnalysisSpec.{name}: expected an int{bound}; got {value!r}.")
+
+
+def _check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ConfigError(f"AnalysisSpec.{name}: expected one of {list(choices)}; got {value!r}.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnalysisSpec:
+    """Every choice of an analysis, each with its one default.
+
+    Examples
+    --------
+    >>> spec = AnalysisSpec(n_proposers=4, aggregator="oracle")
+    >>> AnalysisSpec.from_dict(spec.to_dict()) == spec
+    True
+    >>> AnalysisSpec.from_dict({"n_proposer": 4})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    qdanalysis.errors.ConfigError: AnalysisSpec: expected keys from [...]; got unknown ...
+    """
+
+    proposer_key: tuple[str, ...] = ("model",)
+    """Columns whose joined values name a proposer type."""
+    n_proposers: int = 6
+    """Slots per generated configuration."""
+    max_configs: int = 300
+    """Generated configurations per dataset (the space is sampled down to this many)."""
+    seed: int = 0
+    """Seed of the configuration sampling."""
+    with_replacement: bool = False
+    """Let one sample fill several slots of a generated configuration."""
+    aggregator: str | Aggregator = "auto"
+    """A name of :data:`~qdanalysis.analysis.aggregators.AGGREGATORS`, an
+    :class:`~qdanalysis.analysis.aggregators.Aggregator`, or ``"auto"``: ``"llm"`` when the
+    outputs hold aggregator rows, else ``"plurality_vote"``."""
+    vendi_q: float = 1.0
+    """Order q of the Vendi Score (``math.inf`` allowed)."""
+    vendi_tol: float = DEFAULT_TOL
+    """Relative eigenvalue tolerance of the Vendi Score."""
+    quality: str = "slot"
+    """Quality regressed on: ``"slot"`` (mean ``correct`` of the very outputs in the slots) or
+    ``"model"`` (mean of each slot type's overall accuracy, the paper's definition)."""
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL
+    """sentence-transformers model (name, local directory or cached hub id)."""
+    device: str = "auto"
+    """Embedding device: ``auto`` (cuda, mps, cpu), ``cpu``, ``cuda``, ``cuda:N``, ``mps``."""
+    batch_size: int = 64
+    """Embedding batch size."""
+    embedding_dtype: str = "float32"
+    """Embedding precision: ``float32`` or ``bfloat16``."""
+    cov_type: str = RegressionSpec.cov_type
+    """OLS covariance of the fits (``nonrobust`` is the paper's plain OLS)."""
+    ddof: int = RegressionSpec.ddof
+    """Degrees of freedom of the z-scores' standard deviation."""
+
+    def __post_init__(self) -> None:
+        key = (self.proposer_key,) if isinstance(self.proposer_key, str) else self.proposer_key
+        key = tuple(key)
+        if not key or not all(isinstance(c, str) and c for c in key):
+            raise ConfigError(
+                f"AnalysisSpec.proposer_key: expected column names; got {self.proposer_key!r}."
+            )
+        object.__setattr__(self, "proposer_key", key)
+        for name, low in (("n_proposers", 1), ("max_configs", 1), ("seed", None)):
+            _check_int(name, getattr(self, name), low=low)
+        _check_int("batch_size", self.batch_size, low=1)
+        _check_int("ddof", self.ddof, low=0)
+        if not isinstance(self.with_replacement, bool):
+            raise ConfigError(
+                f"AnalysisSpec.with_replacement: expected a bool; got {self.with_replacement!r}."
+            )
+        if isinstance(self.aggregator, str):
+            _check_choice("aggregator", self.aggregator, ["auto", *AGGREGATORS])
+        elif not isinstance(self.aggregator, Aggregator):
+            raise ConfigError(
+                "AnalysisSpec.aggregator: expected a name or an Aggregator; got "
+                f"{type(self.aggregator).__name__}."
+            )
+        object.__setattr__(self, "vendi_q", _check_q(self.vendi_q))
+        object.__setattr__(self, "vendi_tol", _check_tol(self.vendi_tol))
+        _check_choice("quality", self.quality, _QUALITY_SOURCES)
+        _check_choice("embedding_dtype", self.embedding_dtype, _EMBEDDING_DTYPES)
+        _check_choice("cov_type", self.cov_type, COV_TYPES)
+
+    @property
+    def aggregator_name(self) -> str:
+        """The aggregator's name (``"auto"`` until :func:`analyze` resolves it)."""
+        return self.aggregator if isinstance(self.aggregator, str) else self.aggregator.name
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (for sidecars): ``vendi_q`` ∞ as ``"inf"``, the aggregator by name."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["aggregator"] = self.aggregator_name
+        d["proposer_key"] = list(self.proposer_key)
+        d["vendi_q"] = "inf" if math.isinf(self.vendi_q) else self.vendi_q
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AnalysisSpec:
+        """Inverse of :meth:`to_dict` (aggregators by name); unknown keys are rejected by name.
+
+        Raises
+        ------
+        ConfigError
+            If a key is unknown or a value invalid.
+        """
+        allowed = sorted(f.name for f in fields(cls))
+        unknown = sorted(set(data) - set(allowed))
+        if unknown:
+            raise ConfigError(
+                f"AnalysisSpec: expected keys from {allowed}; got unknown {unknown}. "
+                "Remove or rename them."
+            )
+        return cls(**dict(data))
 
 
 @dataclass(frozen=True, kw_only=True)
 class Analysis:
     """Everything :func:`analyze` computed."""
 
+    spec: AnalysisSpec
+    """The analysis's choices, with ``aggregator="auto"`` resolved."""
+    aggregator: Aggregator
+    """The aggregator that scored every pair (every derived table reuses it)."""
     qd_table: pd.DataFrame
     """One row per dataset and configuration (see
     :func:`qdanalysis.analysis.qdtable.build_qd_table`)."""
@@ -53,106 +179,63 @@ class Analysis:
     """Dataset -> :class:`~qdanalysis.analysis.regression.OLSResult`."""
     configs: Mapping[str, Sequence[ConfigSpec]]
     """Dataset -> its configurations."""
-    embeddings: Any
-    """The :class:`~qdanalysis.analysis.embeddings.Embeddings` of the proposer outputs."""
+    embeddings: Embeddings
+    """The embeddings of the proposer outputs."""
     parameters: dict[str, Any] = field(default_factory=dict)
-    """Every choice that shaped the numbers (for sidecars)."""
+    """For sidecars: ``spec.to_dict()`` under ``"spec"`` and flattened, and what the run found
+    (``embedding_model``: the embedder's name with its weights hash, device, truncation,
+    formula, letters, configuration counts)."""
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds per stage."""
 
+    @property
+    def fit_table(self) -> pd.DataFrame:
+        """The QD table as the fits saw it: ``quality`` is ``quality_model`` when
+        ``spec.quality == "model"`` (fit other models of the analysis on this table)."""
+        return _fit_input(self.qd_table, self.spec.quality)
 
-def analyze(
-    outputs: pd.DataFrame,
-    *,
-    proposer_key: Sequence[str] = ("model",),
-    n_proposers: int = 6,
-    max_configs: int = 300,
-    seed: int = 0,
-    with_replacement: bool = False,
-    aggregator: str = "auto",
-    vendi_q: float = 1.0,
-    vendi_tol: float = DEFAULT_TOL,
-    quality: str = "slot",
-    embedder: Any = None,
-    embedding_model: str = "all-MiniLM-L6-v2",
-    device: str = "auto",
-    batch_size: int = 64,
-    embedding_dtype: str = "float32",
-    cache_dir: str | Path | None = None,
-    use_cache: bool = True,
-    cov_type: str = "nonrobust",
-    ddof: int = 1,
-    progress: bool = True,
-) -> Analysis:
-    """Run the quality–diversity analysis on a validated outputs table.
 
-    Parameters
-    ----------
-    outputs
-        An outputs table (see :func:`qdanalysis.outputs.load_outputs`), any number of datasets.
-    proposer_key
-        Columns naming a proposer type.
-    n_proposers, max_configs, seed, with_replacement
-        Configuration generation (see :func:`qdanalysis.configs.generate_configs`); ignored for
-        a dataset whose configurations come from aggregator rows.
-    aggregator
-        ``"auto"``, ``"plurality_vote"``, ``"oracle"`` or ``"llm"`` (final aggregator rows).
-    vendi_q, vendi_tol
-        Vendi Score order and eigenvalue tolerance.
-    quality
-        ``"slot"``: mean correctness of the very outputs in the slots; ``"model"``: mean of
-        each slot type's overall accuracy (the paper's definition).
-    embedder
-        Any :class:`~qdanalysis.analysis.embeddings.Embedder`; built from ``embedding_model``,
-        ``device``,
-        ``batch_size`` and ``embedding_dtype`` when None.
-    cache_dir, use_cache
-        Embedding cache directory (default :func:`default_cache_dir`); ``use_cache=False``
-        embeds everything and stores nothing.
-    cov_type, ddof
-        Regression covariance and z-score degrees of freedom.
-    progress
-        Progress bars on stderr.
+def _fit_input(qd: pd.DataFrame, quality: str) -> pd.DataFrame:
+    # The regressor is always named quality_z; `quality` chooses which measure feeds it.
+    return qd if quality == "slot" else qd.assign(quality=qd["quality_model"])
 
-    Returns
-    -------
-    Analysis
-    """
-    from .embeddings import EmbeddingCache, SentenceTransformerEmbedder, embed_texts
-    from .qdtable import aggregator_scores, build_qd_table
-    from .regression import RegressionSpec, coefficient_table, fit_by
 
-    if aggregator not in AGGREGATOR_CHOICES:
-        raise ConfigError(
-            f"aggregator: expected one of {list(AGGREGATOR_CHOICES)}; got {aggregator!r}."
-        )
-    if quality not in ("slot", "model"):
-        raise ConfigError(f"quality: expected 'slot' or 'model'; got {quality!r}.")
-    timings: dict[str, float] = {}
-    t = time.perf_counter()
-    key = list(proposer_key)
-    rows = add_proposer_column(proposer_rows(outputs), key)
-    if rows.empty:
-        raise DataError(
-            "expected proposer rows (no role, or role 'proposer'); the outputs have none."
-        )
+def _resolve_aggregator(outputs: pd.DataFrame, spec: AnalysisSpec) -> AnalysisSpec:
+    if spec.aggregator != "auto":
+        return spec
     has_agg = "role" in outputs.columns and bool((outputs["role"] == "aggregator").any())
-    if aggregator == "auto":
-        aggregator = "llm" if has_agg else "plurality_vote"
-    runner = pd.DataFrame()
-    if aggregator == "llm":
-        if not has_agg:
-            raise ConfigError(
-                "aggregator 'llm': expected aggregator rows (role == 'aggregator' with config_id "
-                "and config); the outputs have none. Use plurality_vote or oracle."
-            )
-        runner = outputs[outputs["role"] == "aggregator"]
-        if "config" not in runner.columns:
-            raise DataError(
-                "aggregator rows need a 'config' column (the ConfigSpec JSON) to rebuild their "
-                "configurations; it is missing.",
-                column="config",
-            )
+    return replace(spec, aggregator="llm" if has_agg else "plurality_vote")
+
+
+def _run_rows(outputs: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
+    """The aggregator rows whose specs define the configurations (``"llm"`` only)."""
+    if spec.aggregator != "llm":
+        return pd.DataFrame()
+    runner = outputs[outputs["role"] == "aggregator"] if "role" in outputs.columns else outputs[:0]
+    if runner.empty:
+        raise ConfigError(
+            "aggregator 'llm': expected aggregator rows (role == 'aggregator' with config_id "
+            "and config); the outputs have none. Use 'plurality_vote' or 'oracle'."
+        )
+    if "config" not in runner.columns:
+        raise DataError(
+            "aggregator rows need a 'config' column (the ConfigSpec JSON) to rebuild their "
+            "configurations; it is missing.",
+            column="config",
+        )
+    return runner
+
+
+def _configs(
+    rows: pd.DataFrame, outputs: pd.DataFrame, spec: AnalysisSpec
+) -> dict[str, list[ConfigSpec]]:
+    """A run's configurations (``"llm"``) or generated ones, per dataset.
+
+    Generated configurations carry an ``oracle`` aggregator spec for ``"oracle"`` and a
+    ``plurality_vote`` one otherwise (their ids do not depend on a user-supplied aggregator).
+    """
+    runner = _run_rows(outputs, spec)
+    kind = "oracle" if spec.aggregator == "oracle" else "plurality_vote"
     configs: dict[str, list[ConfigSpec]] = {}
     for ds, g in rows.groupby("dataset", sort=True):
         r = runner[runner["dataset"] == ds] if not runner.empty else runner
@@ -161,56 +244,47 @@ def analyze(
         else:
             configs[str(ds)] = generate_configs(
                 g,
-                n_proposers=n_proposers,
-                max_configs=max_configs,
-                seed=seed,
-                with_replacement=with_replacement,
-                aggregator=AggregatorSpec(
-                    kind="oracle" if aggregator == "oracle" else "plurality_vote"
-                ),
+                n_proposers=spec.n_proposers,
+                max_configs=spec.max_configs,
+                seed=spec.seed,
+                with_replacement=spec.with_replacement,
+                aggregator=AggregatorSpec(kind=kind),
             )
         log.info("dataset %s: %d configurations", ds, len(configs[str(ds)]))
-    timings["configs_s"] = time.perf_counter() - t
-    t = time.perf_counter()
+    return configs
+
+
+def _embed(
+    texts: list[str], spec: AnalysisSpec, embedder: Any, cache: str | Path | bool, progress: bool
+) -> tuple[Embeddings, Any]:
+    from .embeddings import EmbeddingCache, SentenceTransformerEmbedder, embed_texts
+
     if embedder is None:
         embedder = SentenceTransformerEmbedder(
-            embedding_model, device=device, batch_size=batch_size, dtype=embedding_dtype
+            spec.embedding_model,
+            device=spec.device,
+            batch_size=spec.batch_size,
+            dtype=spec.embedding_dtype,
         )
-    timings["model_load_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    cache = None
-    if use_cache:
-        cache = EmbeddingCache(Path(cache_dir or default_cache_dir()) / "embeddings.sqlite")
+    store = None
+    if cache is not False:
+        base = default_cache_dir() if cache is True else Path(cache)
+        store = EmbeddingCache(base / CACHE_FILE)
     try:
-        emb = embed_texts(rows["output"].tolist(), embedder, cache=cache, progress=progress)
+        return embed_texts(texts, embedder, cache=store, progress=progress), embedder
     finally:
-        if cache is not None:
-            cache.close()
-    timings["embed_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    runs = aggregator_scores(outputs) if aggregator == "llm" else None
-    letters = {
-        str(ds): type_letters(g["proposer"].unique().tolist()) for ds, g in rows.groupby("dataset")
-    }
-    qd, pairs = build_qd_table(
-        rows,
-        configs,
-        emb,
-        q=vendi_q,
-        tol=vendi_tol,
-        aggregator=aggregator,
-        runs=runs,
-        letters=letters,
-    )
-    timings["measure_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    spec = RegressionSpec(cov_type=cov_type, ddof=ddof)
-    # The regressor is always named quality_z; `quality` chooses which measure feeds it.
-    fit_input = qd if quality == "slot" else qd.assign(quality=qd["quality_model"])
-    fits = fit_by(fit_input, spec)
-    coefs = coefficient_table(fits)
-    timings["fit_s"] = time.perf_counter() - t
-    params: dict[str, Any] = {
+        if store is not None:
+            store.close()
+
+
+def _parameters(
+    spec: AnalysisSpec, emb: Embeddings, embedder: Any, extra: Mapping[str, Any]
+) -> dict[str, Any]:
+    # Flat keys for readers of sidecars; "spec" round-trips through AnalysisSpec.from_dict. The
+    # flat embedding_model is what embedded (name and weights hash), not the requested name.
+    return {
+        **spec.to_dict(),
+        "spec": spec.to_dict(),
         "embedding_model": emb.model,
         "embedding_device": emb.device,
         "embedding_dtype": getattr(embedder, "dtype", None),
@@ -218,28 +292,96 @@ def analyze(
         "n_texts": emb.n_texts,
         "n_truncated": emb.n_truncated,
         "truncated_share": round(emb.truncated_share, 6),
-        "vendi_q": "inf" if math.isinf(vendi_q) else vendi_q,
-        "vendi_tol": vendi_tol,
-        "aggregator": aggregator,
-        "quality": quality,
-        "formula": spec.formula,
-        "cov_type": cov_type,
-        "ddof": ddof,
-        "proposer_key": key,
-        "n_proposers": n_proposers,
-        "max_configs": max_configs,
-        "seed": seed,
-        "with_replacement": with_replacement,
+        **extra,
+    }
+
+
+def analyze(
+    outputs: pd.DataFrame,
+    spec: AnalysisSpec | None = None,
+    *,
+    embedder: Any = None,
+    cache: str | Path | bool = True,
+    progress: bool = True,
+) -> Analysis:
+    """Run the quality–diversity analysis on a validated outputs table.
+
+    Parameters
+    ----------
+    outputs
+        An outputs table (see :func:`qdanalysis.outputs.load_outputs`), any number of datasets.
+    spec
+        Every choice of the analysis (default ``AnalysisSpec()``).
+    embedder
+        Any :class:`~qdanalysis.analysis.embeddings.Embedder`; built from the spec's embedding
+        fields when None.
+    cache
+        Embedding cache directory; ``True`` (default) is
+        :func:`~qdanalysis.analysis.embeddings.default_cache_dir`, ``False`` embeds everything and
+        stores nothing.
+    progress
+        Progress bars on stderr.
+
+    Returns
+    -------
+    Analysis
+
+    Raises
+    ------
+    DataError
+        If the outputs have no proposer rows.
+    ConfigError
+        If the aggregator does not fit the outputs (e.g. ``"llm"`` without aggregator rows).
+    """
+    from .qdtable import build_qd_table
+    from .regression import coefficient_table, fit_by
+
+    spec = _resolve_aggregator(outputs, spec if spec is not None else AnalysisSpec())
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    rows = add_proposer_column(proposer_rows(outputs), list(spec.proposer_key))
+    if rows.empty:
+        raise DataError(
+            "expected proposer rows (no role, or role 'proposer'); the outputs have none."
+        )
+    aggregator = get_aggregator(spec.aggregator, outputs)
+    configs = _configs(rows, outputs, spec)
+    timings["configs_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    emb, embedder = _embed(rows["output"].tolist(), spec, embedder, cache, progress)
+    timings["embed_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    letters = {
+        str(ds): type_letters(g["proposer"].unique().tolist()) for ds, g in rows.groupby("dataset")
+    }
+    qd, pairs = build_qd_table(
+        rows,
+        configs,
+        emb,
+        q=spec.vendi_q,
+        tol=spec.vendi_tol,
+        aggregator=aggregator,
+        letters=letters,
+    )
+    timings["measure_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    reg = RegressionSpec(cov_type=spec.cov_type, ddof=spec.ddof)
+    fits = fit_by(_fit_input(qd, spec.quality), reg)
+    timings["fit_s"] = time.perf_counter() - t
+    extra = {
+        "formula": reg.formula,
         "letters": letters,
         "n_configs": {ds: len(c) for ds, c in configs.items()},
     }
     return Analysis(
+        spec=spec,
+        aggregator=aggregator,
         qd_table=qd,
         pairs=pairs,
-        coefficients=coefs,
+        coefficients=coefficient_table(fits),
         fits=fits,
         configs=configs,
         embeddings=emb,
-        parameters=params,
+        parameters=_parameters(spec, emb, embedder, extra),
         timings=timings,
     )

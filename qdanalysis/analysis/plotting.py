@@ -314,7 +314,7 @@ def plot_forest(
     ----------
     table
         Long table with ``<group>, <variant>, term, estimate, ci_low, ci_high`` (e.g.
-        :func:`qdanalysis.analysis.stats.uncertainty_table`).
+        :func:`qdanalysis.analysis.uncertainty.uncertainty_table`).
     term
         The term drawn (``quality_z``, ``diversity_z`` or ``quality_z - diversity_z``).
     group, variant
@@ -420,7 +420,8 @@ def plot_residuals(residuals: pd.DataFrame, *, dataset: str | None = None, ax: A
     Parameters
     ----------
     residuals
-        :func:`qdanalysis.analysis.stats.residual_frame` output (``dataset, fitted, residual``).
+        :func:`qdanalysis.analysis.uncertainty.residual_frame` output (``dataset, fitted,
+        residual``).
     dataset
         Draw only this dataset.
     ax
@@ -463,7 +464,7 @@ def plot_scaling(
     Parameters
     ----------
     curve
-        e.g. :func:`qdanalysis.analysis.stats.vote_scaling_curve` output; a ``std_error`` column
+        e.g. :func:`qdanalysis.analysis.methods.vote_scaling_curve` output; a ``std_error`` column
         adds ±1 SE bands.
     ax
         Axes (default: current).

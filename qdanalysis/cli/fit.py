@@ -12,21 +12,24 @@ import math
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from .._io import staged_dir
-from ..analysis.diversity import DEFAULT_TOL
-from ..errors import ConfigError
+from ..analysis.pipeline import AnalysisSpec
+from ..errors import ConfigError, DataError, QDAnalysisError
 from ..outputs import find_output_files, load_outputs
 from ._common import base_parser, check_out_dir, run_main
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "build_spec", "main"]
 
 log = logging.getLogger("qdanalysis.fit")
 
 AGGREGATOR_CHOICES = ("auto", "plurality", "oracle", "llm")
 _AGG_NAMES = {"plurality": "plurality_vote"}
+_D = AnalysisSpec  # every default below is the spec's (class attributes of the dataclass)
+_DEST = {"vendi_q": "vendi_order"}
 
 
 def _order(text: str) -> float:
@@ -98,18 +101,20 @@ def build_parser() -> argparse.ArgumentParser:
     cfg = p.add_argument_group("configurations")
     cfg.add_argument(
         "--proposer-key",
-        default="model",
+        default=",".join(_D.proposer_key),
         metavar="COL[,COL...]",
         help="columns whose joined values name a proposer type (e.g. model,prompt_variant)",
     )
-    cfg.add_argument("--n-proposers", type=_positive_int, default=6, help="slots per configuration")
+    cfg.add_argument(
+        "--n-proposers", type=_positive_int, default=_D.n_proposers, help="slots per configuration"
+    )
     cfg.add_argument(
         "--max-configs",
         type=_positive_int,
-        default=300,
+        default=_D.max_configs,
         help="sample the configuration space down to this many per dataset",
     )
-    cfg.add_argument("--seed", type=int, default=0, help="seed of the configuration sampling")
+    cfg.add_argument("--seed", type=int, default=_D.seed, help="seed of the configuration sampling")
     cfg.add_argument(
         "--with-replacement",
         action="store_true",
@@ -119,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     meas.add_argument(
         "--aggregator",
         choices=AGGREGATOR_CHOICES,
-        default="auto",
+        default=_D.aggregator,
         help="performance: 'llm' reads the final aggregator rows of a run (role=aggregator); "
         "'plurality' votes on answer_key (ties: expected accuracy of a uniform pick); 'oracle' "
         "is any slot correct; 'auto' = llm when aggregator rows exist, else plurality",
@@ -127,20 +132,20 @@ def build_parser() -> argparse.ArgumentParser:
     meas.add_argument(
         "--vendi-order",
         type=_order,
-        default=1.0,
+        default=_D.vendi_q,
         metavar="Q",
         help="order q of the Vendi Score (0, 0.5, 1, 2, inf, ...)",
     )
     meas.add_argument(
         "--vendi-tol",
         type=float,
-        default=DEFAULT_TOL,
+        default=_D.vendi_tol,
         help="relative eigenvalue tolerance of the Vendi Score",
     )
     meas.add_argument(
         "--quality",
         choices=("slot", "model"),
-        default="slot",
+        default=_D.quality,
         help="regress on 'slot' quality (mean correct of the very outputs in the "
         "slots) or 'model' quality (mean of each slot model's overall accuracy, the "
         "paper's definition)",
@@ -148,17 +153,19 @@ def build_parser() -> argparse.ArgumentParser:
     emb = p.add_argument_group("embeddings")
     emb.add_argument(
         "--embedding-model",
-        default="all-MiniLM-L6-v2",
+        default=_D.embedding_model,
         help="sentence-transformers model: name, local directory or cached hub id",
     )
     emb.add_argument(
-        "--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N, mps"
+        "--device", default=_D.device, help="auto (cuda, mps, cpu), cpu, cuda, cuda:N, mps"
     )
-    emb.add_argument("--batch-size", type=_positive_int, default=64, help="embedding batch size")
+    emb.add_argument(
+        "--batch-size", type=_positive_int, default=_D.batch_size, help="embedding batch size"
+    )
     emb.add_argument(
         "--embedding-dtype",
         choices=("float32", "bfloat16"),
-        default="float32",
+        default=_D.embedding_dtype,
         help="embedding precision (bfloat16: faster on CPUs with AMX/AVX512-BF16)",
     )
     emb.add_argument(
@@ -171,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     reg = p.add_argument_group("regression")
     reg.add_argument(
         "--cov-type",
-        default="nonrobust",
+        default=_D.cov_type,
         choices=("nonrobust", "HC0", "HC1", "HC2", "HC3"),
         help="OLS covariance of coefficients.*; nonrobust is the paper's plain OLS. "
         "uncertainty.* always lists nonrobust and HC3 (and this one) side by side",
@@ -179,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument(
         "--ddof",
         type=int,
-        default=1,
+        default=_D.ddof,
         choices=(0, 1),
         help="degrees of freedom of the z-scores' standard deviation",
     )
@@ -223,15 +230,7 @@ def _format_summary(coefs: Any) -> str:
     return "\n".join(lines)
 
 
-def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
-    from ..analysis.export import Provenance, save_figure, save_table
-    from ..analysis.pipeline import analyze
-
-    t0 = time.perf_counter()
-    # Everything that can fail is checked or computed before the first byte is written; the
-    # artifacts are then written into a staging directory and published together (no partial
-    # output on any error).
-    out = check_out_dir(args.out_dir)
+def _load(args: argparse.Namespace) -> tuple[list[Path], Any]:
     files: list[Path] = []
     for p in args.outputs or ["data"]:
         pp = Path(p)
@@ -245,118 +244,139 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
                 f"unknown {unknown}. Drop --datasets or pick names from that list."
             )
         outputs = outputs[outputs["dataset"].isin(args.datasets)]
-    res = analyze(
-        outputs,
-        proposer_key=[c.strip() for c in args.proposer_key.split(",") if c.strip()],
-        n_proposers=args.n_proposers,
-        max_configs=args.max_configs,
-        seed=args.seed,
-        with_replacement=args.with_replacement,
-        aggregator=_AGG_NAMES.get(args.aggregator, args.aggregator),
-        vendi_q=args.vendi_order,
-        vendi_tol=args.vendi_tol,
-        quality=args.quality,
-        embedding_model=args.embedding_model,
-        device=args.device,
-        batch_size=args.batch_size,
-        embedding_dtype=args.embedding_dtype,
-        cache_dir=args.cache_dir,
-        use_cache=not args.no_cache,
-        cov_type=args.cov_type,
-        ddof=args.ddof,
-        progress=not args.no_progress,
-    )
-    params = res.parameters
-    prov = Provenance(
-        inputs=files, parameters=params, argv=list(argv) if argv is not None else sys.argv[1:]
-    )
-    if args.bootstrap and args.bootstrap < 2:
-        raise ConfigError(f"--bootstrap: expected 0 (off) or at least 2; got {args.bootstrap!r}.")
-    from ..analysis.stats import (
+    return files, outputs
+
+
+def build_spec(args: argparse.Namespace) -> AnalysisSpec:
+    """The :class:`~qdanalysis.analysis.pipeline.AnalysisSpec` of parsed ``fit`` arguments."""
+    # Every spec field has an option of the same name, except vendi_q (--vendi-order).
+    values = {f.name: getattr(args, _DEST.get(f.name, f.name)) for f in fields(AnalysisSpec)}
+    values["proposer_key"] = tuple(c.strip() for c in args.proposer_key.split(",") if c.strip())
+    values["aggregator"] = _AGG_NAMES.get(args.aggregator, args.aggregator)
+    return AnalysisSpec(**values)
+
+
+#: Library argument names (as they appear in error messages) -> the fit option that sets them.
+_FLAGS = {
+    "proposer_key": "--proposer-key",
+    "aggregator": "--aggregator",
+    "quality": "--quality",
+    "vendi": "--vendi-order/--vendi-tol",
+}
+
+
+def _with_flags(exc: QDAnalysisError) -> QDAnalysisError:
+    """The same error with the fit options that set the arguments it names."""
+    msg = str(exc)
+    flags = [f for name, f in _FLAGS.items() if name in msg]
+    if not flags:
+        return exc
+    exc.args = (f"{msg} (fit options: {', '.join(flags)})", *exc.args[1:])
+    if isinstance(exc, DataError):
+        exc.message = exc.args[0]
+    return exc
+
+
+def _stat_tables(res: Any, outputs: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Every table of the run, computed before anything is written, by stem."""
+    from ..analysis.uncertainty import (
         bootstrap_coefs,
         diagnostics_table,
         r2_table,
-        residual_frame,
         uncertainty_table,
     )
 
-    # Everything is computed before the first byte is written; artifacts are published together.
+    spec = res.spec
     boot = None
     if args.bootstrap:
         boot = bootstrap_coefs(
-            res.pairs,
-            n_boot=args.bootstrap,
-            seed=args.bootstrap_seed,
-            ddof=args.ddof,
-            progress=not args.no_progress,
+            res, n_boot=args.bootstrap, seed=args.bootstrap_seed, progress=not args.no_progress
         )
-        params = {**params, "bootstrap": boot.parameters}
-        prov = Provenance(inputs=prov.inputs, parameters=params, argv=prov.argv)
-    covs = list(dict.fromkeys(["nonrobust", "HC3", args.cov_type]))
-    unc = uncertainty_table(res.qd_table, cov_types=covs, bootstrap=boot, ddof=args.ddof)
-    r2 = r2_table(res.qd_table, ddof=args.ddof)
-    diag = diagnostics_table(res.qd_table)
-    sens = None
+    fit_table = res.fit_table
+    covs = list(dict.fromkeys(["nonrobust", "HC3", spec.cov_type]))
+    tables: dict[str, Any] = {
+        "uncertainty": uncertainty_table(fit_table, cov_types=covs, bootstrap=boot, ddof=spec.ddof),
+        "r2": r2_table(fit_table, ddof=spec.ddof),
+        "diagnostics": diagnostics_table(fit_table),
+        "_boot": boot,
+    }
     if args.sensitivity:
-        from ..analysis.measures import measure_table
-        from ..analysis.stats import sensitivity_table
+        from ..analysis.sensitivity import measure_table, sensitivity_table
 
-        sens = sensitivity_table(
-            measure_table(res, outputs, quality_source=args.quality),
-            cov_type=args.cov_type,
-            ddof=args.ddof,
-        )
+        tables["sensitivity"] = sensitivity_table(measure_table(res, outputs), spec=spec)
+    return tables
+
+
+def _save_figures(res: Any, unc: Any, stage: Path, prov: Any, width: str) -> list[Path]:
+    import matplotlib as mpl
+
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..analysis.export import save_figure
+    from ..analysis.paper import table4
+    from ..analysis.plotting import (
+        coefficient_figure,
+        figure,
+        forest_figure,
+        paper_style,
+        plot_residuals,
+        qd_scatter_figure,
+    )
+    from ..analysis.uncertainty import residual_frame
+
+    written: list[Path] = []
+    with paper_style():
+        figs = {
+            "fig_coefficients": coefficient_figure(
+                res.coefficients, reference=table4(), width=width
+            ),
+            "fig_uncertainty": forest_figure(unc, width="double"),
+            "fig_qd_scatter": qd_scatter_figure(res.qd_table, width="double"),
+        }
+        names = sorted(res.qd_table["dataset"].unique())
+        fig, ax = figure(width="double", height=2.0, ncols=len(names))
+        resid = residual_frame(res.fits)
+        for a, ds in zip(ax[0], names, strict=True):
+            plot_residuals(resid, dataset=ds, ax=a)
+            a.set_title(ds, fontsize=7)
+        figs["fig_residuals"] = fig
+        for stem, f in figs.items():
+            written += save_figure(f, stem, out_dir=stage, provenance=prov)
+            plt.close(f)
+    return written
+
+
+def _save_all(
+    res: Any, tables: dict[str, Any], out: Path, prov: Any, args: argparse.Namespace
+) -> list[Path]:
+    """Write every artifact into a staging directory and publish them together."""
+    from ..analysis.export import save_table
+
     fmts = list(dict.fromkeys(args.formats))
+    boot = tables["_boot"]
     with staged_dir(out) as stage:
         written = save_table(res.qd_table, "qd_table", out_dir=stage, provenance=prov)
         written += save_table(
             res.coefficients, "coefficients", out_dir=stage, formats=fmts, provenance=prov
         )
-        written += save_table(unc, "uncertainty", out_dir=stage, formats=fmts, provenance=prov)
-        written += save_table(r2, "r2", out_dir=stage, formats=fmts, provenance=prov)
-        written += save_table(diag, "diagnostics", out_dir=stage, formats=fmts, provenance=prov)
+        for stem in ("uncertainty", "r2", "diagnostics"):
+            written += save_table(tables[stem], stem, out_dir=stage, formats=fmts, provenance=prov)
         if boot is not None:
             written += save_table(boot.draws, "bootstrap_draws", out_dir=stage, provenance=prov)
-        if sens is not None:
-            written += save_table(sens, "sensitivity", out_dir=stage, formats=fmts, provenance=prov)
-        if not args.no_figures:
-            import matplotlib as mpl
-
-            mpl.use("Agg")
-            import matplotlib.pyplot as plt
-
-            from ..analysis.paper import table4
-            from ..analysis.plotting import (
-                coefficient_figure,
-                figure,
-                forest_figure,
-                paper_style,
-                plot_residuals,
-                qd_scatter_figure,
+        if "sensitivity" in tables:
+            written += save_table(
+                tables["sensitivity"], "sensitivity", out_dir=stage, formats=fmts, provenance=prov
             )
+        if not args.no_figures:
+            written += _save_figures(res, tables["uncertainty"], stage, prov, args.width)
+    return [out / w.name for w in written]
 
-            with paper_style():
-                fig = coefficient_figure(res.coefficients, reference=table4(), width=args.width)
-                written += save_figure(fig, "fig_coefficients", out_dir=stage, provenance=prov)
-                plt.close(fig)
-                fig = forest_figure(unc, width="double")
-                written += save_figure(fig, "fig_uncertainty", out_dir=stage, provenance=prov)
-                plt.close(fig)
-                fig = qd_scatter_figure(res.qd_table, width="double")
-                written += save_figure(fig, "fig_qd_scatter", out_dir=stage, provenance=prov)
-                plt.close(fig)
-                names = sorted(res.qd_table["dataset"].unique())
-                fig, ax = figure(width="double", height=2.0, ncols=len(names))
-                resid = residual_frame(res.fits)
-                for a, ds in zip(ax[0], names, strict=True):
-                    plot_residuals(resid, dataset=ds, ax=a)
-                    a.set_title(ds, fontsize=7)
-                written += save_figure(fig, "fig_residuals", out_dir=stage, provenance=prov)
-                plt.close(fig)
-    written = [out / w.name for w in written]
-    emb = res.embeddings
+
+def _report(res: Any, written: list[Path], elapsed_s: float) -> None:
+    emb, params = res.embeddings, res.parameters
     print(  # noqa: T201  (CLI output)
-        f"Performance ~ z(quality) + z(diversity), OLS per dataset (cov_type={args.cov_type}; "
+        f"Performance ~ z(quality) + z(diversity), OLS per dataset (cov_type={res.spec.cov_type}; "
         f"quality={params['quality']}; aggregator={params['aggregator']}; Vendi "
         f"q={params['vendi_q']}; embeddings {emb.model}):"
     )
@@ -364,10 +384,38 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     print(  # noqa: T201
         f"\nembedded {emb.n_embedded} texts ({emb.n_cached} from cache, {emb.n_truncated} "
         f"truncated at {emb.max_seq_length} tokens) in {res.timings['embed_s']:.1f} s; total "
-        f"{time.perf_counter() - t0:.1f} s"
+        f"{elapsed_s:.1f} s"
     )
     for w in written:
         print(f"wrote {w}")  # noqa: T201
+
+
+def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    from ..analysis.export import Provenance
+    from ..analysis.pipeline import analyze
+
+    t0 = time.perf_counter()
+    # Everything that can fail is checked or computed before the first byte is written; the
+    # artifacts are then written into a staging directory and published together (no partial
+    # output on any error).
+    out = check_out_dir(args.out_dir)
+    if args.bootstrap and args.bootstrap < 2:
+        raise ConfigError(f"--bootstrap: expected 0 (off) or at least 2; got {args.bootstrap!r}.")
+    files, outputs = _load(args)
+    try:
+        spec = build_spec(args)
+        cache: str | bool = False if args.no_cache else (args.cache_dir or True)
+        res = analyze(outputs, spec, cache=cache, progress=not args.no_progress)
+        tables = _stat_tables(res, outputs, args)
+    except QDAnalysisError as exc:
+        raise _with_flags(exc) from exc.__cause__
+    params = dict(res.parameters)
+    if tables["_boot"] is not None:
+        params["bootstrap"] = tables["_boot"].parameters
+    argv_used = list(argv) if argv is not None else sys.argv[1:]
+    prov = Provenance(inputs=files, parameters=params, argv=argv_used)
+    written = _save_all(res, tables, out, prov, args)
+    _report(res, written, time.perf_counter() - t0)
     return 0
 
 

@@ -103,17 +103,18 @@ def test_cuda_vendi_equals_numpy():
 def test_gram_slicing_equals_recomputing():
     from benchmarks._synthetic import synthetic_study
     from benchmarks.bench_diversity_table import _recompute
-    from qdanalysis.analysis import qdtable
+    from qdanalysis.analysis import pairs
 
     frame, configs, emb = synthetic_study(n_questions=40, n_configs=12, d=32)
-    idx = qdtable.slot_index(frame, configs)
+    idx = pairs.slot_index(frame, configs)
     ref = _recompute(idx, emb)
-    old = qdtable._VENDI_CHUNK
+    old = pairs._VENDI_CHUNK
     try:
-        qdtable._VENDI_CHUNK = 50  # several chunks
-        ours = qdtable._vendi_pairs(idx, emb, q=1.0, tol=1e-10)
+        pairs._VENDI_CHUNK = 50  # several chunks
+        div, _ = pairs._gram_measures(idx, emb, idx.valid, pairs.PairRequest())
+        ours = div["vendi_q1"]
     finally:
-        qdtable._VENDI_CHUNK = old
+        pairs._VENDI_CHUNK = old
     np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-9)
 
 

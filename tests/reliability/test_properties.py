@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qdanalysis.analysis.performance import plurality_vote_scores
 from qdanalysis.configs import generate_configs
 from qdanalysis.errors import ConfigError, DataError
 from qdanalysis.outputs import add_proposer_column, load_outputs, validate_outputs
+from qdanalysis.votes import plurality_vote_scores
 
 SETTINGS = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -149,7 +149,7 @@ def test_one_bad_cell_is_named_by_line_and_column(rows, col, data, tmp_path: Pat
 @SETTINGS
 @given(rows=outputs_tables(), n=st.integers(1, 2))
 def test_quality_equals_direct_recomputation(rows, n) -> None:
-    from qdanalysis.analysis.qdtable import slot_index
+    from qdanalysis.analysis.pairs import slot_index
 
     df = add_proposer_column(validate_outputs(pd.DataFrame(rows)))
     g = df[df["dataset"] == df["dataset"].iloc[0]].reset_index(drop=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from qdanalysis.analysis.stats import run_method_table
+from qdanalysis.analysis.methods import run_method_table
 from qdanalysis.cli.fit import main as fit_main
 from qdanalysis.configs import AggregatorSpec, ConfigSpec, ProposerSlot
 from qdanalysis.outputs import load_outputs

@@ -1,8 +1,7 @@
 """Fixtures of the statistics tests: a small real analysis of the shipped outputs.
 
-The analysis embeds with the model-free :class:`qdanalysis.analysis.measures.HashingEmbedder`, so
-these
-tests need no sentence-transformers model; notebook tests (``slow``) use the real one.
+The analysis embeds with the model-free :class:`qdanalysis.analysis.sensitivity.HashingEmbedder`,
+so these tests need no sentence-transformers model; notebook tests (``slow``) use the real one.
 """
 
 from __future__ import annotations
@@ -35,14 +34,13 @@ def small_outputs() -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def small_analysis(small_outputs):
-    from qdanalysis.analysis.measures import HashingEmbedder
-    from qdanalysis.analysis.pipeline import analyze
+    from qdanalysis.analysis.pipeline import AnalysisSpec, analyze
+    from qdanalysis.analysis.sensitivity import HashingEmbedder
 
     return analyze(
         small_outputs,
-        n_proposers=4,
-        max_configs=60,
+        AnalysisSpec(n_proposers=4, max_configs=60),
         embedder=HashingEmbedder(n_features=128),
-        use_cache=False,
+        cache=False,
         progress=False,
     )

@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qdanalysis.analysis.qdtable import summarise_pairs
+from qdanalysis.analysis.pairs import summarise_pairs
 from qdanalysis.analysis.regression import RegressionSpec, fit_ols
-from qdanalysis.analysis.stats import (
+from qdanalysis.analysis.uncertainty import (
     _weighted_fits,
     bootstrap_coefs,
     diagnostics_table,
@@ -90,7 +90,7 @@ def test_bootstrap_rejects_tiny_n_boot():
 
 
 def test_bootstrap_on_real_pairs(small_analysis):
-    res = bootstrap_coefs(small_analysis.pairs, n_boot=100, seed=0, progress=False)
+    res = bootstrap_coefs(small_analysis, n_boot=100, seed=0, progress=False)
     s = res.summary[res.summary["term"] == "quality_z"].set_index("dataset")
     coefs = small_analysis.coefficients
     for ds in s.index:
@@ -100,7 +100,7 @@ def test_bootstrap_on_real_pairs(small_analysis):
 
 def test_uncertainty_table_matches_statsmodels(small_analysis):
     qd = small_analysis.qd_table
-    boot = bootstrap_coefs(small_analysis.pairs, n_boot=50, progress=False)
+    boot = bootstrap_coefs(small_analysis, n_boot=50, progress=False)
     u = uncertainty_table(qd, bootstrap=boot)
     assert set(u["method"]) == {"nonrobust", "HC3", "bootstrap"}
     ds = sorted(qd["dataset"].unique())[0]

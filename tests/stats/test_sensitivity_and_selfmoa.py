@@ -4,22 +4,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qdanalysis.analysis.measures import measure_table
-from qdanalysis.analysis.performance import plurality_vote_scores
-from qdanalysis.analysis.stats import (
+from qdanalysis.analysis.methods import (
     method_table,
     run_method_table,
-    sensitivity_long,
-    sensitivity_table,
     sequential_vote_scores,
     single_model_table,
     vote_scaling_curve,
 )
+from qdanalysis.analysis.sensitivity import measure_table, sensitivity_long, sensitivity_table
 from qdanalysis.errors import ConfigError
+from qdanalysis.votes import plurality_vote_scores
 
 
 def test_sensitivity_paper_row_equals_the_pipeline_fit(small_analysis, small_outputs):
-    sens = sensitivity_table(measure_table(small_analysis, small_outputs, pooled=False))
+    sens = sensitivity_table(
+        measure_table(small_analysis, small_outputs, pooled=False), spec=small_analysis.spec
+    )
     paper = sens[sens["is_paper"]].set_index("dataset")
     c = small_analysis.coefficients
     for ds in paper.index:
