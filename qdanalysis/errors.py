@@ -87,10 +87,17 @@ class ProviderError(QDAnalysisError, RuntimeError):
         ``"fatal"`` is not.
     retry_after
         Seconds the server asked us to wait (``Retry-After``), if it said.
+    status
+        The HTTP status the error came with or should be served as, if any.
     """
 
     def __init__(
-        self, message: str, *, kind: str = "fatal", retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        kind: str = "fatal",
+        retry_after: float | None = None,
+        status: int | None = None,
     ) -> None:
         if kind not in ("rate_limit", "transient", "fatal"):
             raise ValueError(
@@ -98,6 +105,7 @@ class ProviderError(QDAnalysisError, RuntimeError):
             )
         self.kind = kind
         self.retry_after = retry_after
+        self.status = status
         super().__init__(message)
 
 

@@ -1,16 +1,15 @@
 """The toolkit's own OpenAI-compatible server over a local transformers model.
 
 ``python -m qdanalysis.runner.llm.server --model DIR --port P --host 127.0.0.1`` serves
-``/v1/models``
-and ``/v1/chat/completions`` (temperature, top_p, max_tokens, n, seed, stop) from one
-:class:`~qdanalysis.runner.llm.hf_local.HFLocalClient`, one request at a time. Tests and small
-offline
-runs use it as a loopback endpoint for
+``/v1/models`` and ``/v1/chat/completions`` (temperature, top_p, max_tokens, n, seed, stop) from
+one :class:`~qdanalysis.runner.llm.hf_local.HFLocalClient`, one request at a time. Tests and small
+offline runs use it as a loopback endpoint for
 :class:`~qdanalysis.runner.llm.openai_compat.OpenAICompatClient`.
 
-Fault injection for tests: ``--fault-status 429 --fault-count 2 --fault-retry-after 0.5`` answers
-the first two chat calls with HTTP 429 and ``Retry-After: 0.5``; ``--ignore-n`` returns one
-choice whatever ``n`` asks, like servers that ignore it.
+A backend's :class:`~qdanalysis.errors.ProviderError` becomes the HTTP error a hosted API would
+send: ``fatal`` 400, ``rate_limit`` 429 (with ``Retry-After`` when the error has one),
+``transient`` 500. Fault injection for tests wraps the backend
+(:class:`qdanalysis.testing.faults.FaultyBackend`); the server itself has none.
 """
 
 from __future__ import annotations
@@ -18,34 +17,18 @@ from __future__ import annotations
 import argparse
 import logging
 import random
-import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from ..._optional import require
 from ...errors import ProviderError
 from .base import ChatRequest, ChatResponse
 
-__all__ = ["FaultSpec", "create_app", "main"]
+__all__ = ["create_app", "main"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, kw_only=True)
-class FaultSpec:
-    """Faults the server injects, for tests of clients' error handling."""
-
-    status: int | None = None
-    """HTTP status of injected failures (e.g. 429, 500); ``None`` injects none."""
-    count: int = 0
-    """How many chat calls, the first ones, fail."""
-    retry_after: float | None = None
-    """``Retry-After`` header value in seconds sent with the failures."""
-    ignore_n: bool = False
-    """Return one choice whatever ``n`` asks."""
 
 
 def _request(body: dict[str, Any], model_name: str) -> ChatRequest:
@@ -69,6 +52,16 @@ def _request(body: dict[str, Any], model_name: str) -> ChatRequest:
     if not request.messages:
         raise ValueError("messages: expected at least one message; got none")
     return request
+
+
+def _provider_error(exc: ProviderError, error: Any) -> Any:
+    """The HTTP error response of a backend's :class:`ProviderError` (its own status if set)."""
+    headers = {} if exc.retry_after is None else {"Retry-After": f"{exc.retry_after:g}"}
+    if exc.kind == "fatal":
+        return error(exc.status or 400, str(exc), "invalid_request_error", **headers)
+    if exc.kind == "rate_limit":
+        return error(exc.status or 429, str(exc), "rate_limit_error", **headers)
+    return error(exc.status or 500, str(exc), "server_error", **headers)
 
 
 def _completion(model_name: str, outs: Sequence[ChatResponse]) -> dict[str, Any]:
@@ -96,7 +89,7 @@ def _completion(model_name: str, outs: Sequence[ChatResponse]) -> dict[str, Any]
     }
 
 
-def create_app(client: Any, *, model_name: str, faults: FaultSpec | None = None) -> Any:
+def create_app(client: Any, *, model_name: str) -> Any:
     """Build the FastAPI app serving ``client`` (an ``HFLocalClient``) as ``model_name``.
 
     Parameters
@@ -105,8 +98,6 @@ def create_app(client: Any, *, model_name: str, faults: FaultSpec | None = None)
         A backend with ``complete_n(request, n)``.
     model_name
         The model id listed by ``/v1/models`` and accepted by ``/v1/chat/completions``.
-    faults
-        Faults to inject (none by default).
 
     Returns
     -------
@@ -116,10 +107,7 @@ def create_app(client: Any, *, model_name: str, faults: FaultSpec | None = None)
     fastapi = require("fastapi", extra="llm", purpose="the local OpenAI-compatible server")
     responses = require("fastapi.responses", extra="llm", purpose="the local server")
     JSONResponse = responses.JSONResponse
-    faults = faults or FaultSpec()
     app = fastapi.FastAPI(title="qdanalysis local LLM server")
-    state = {"calls": 0}
-    lock = threading.Lock()
     created = int(time.time())
 
     def error(status: int, message: str, kind: str, **headers: str) -> Any:
@@ -141,16 +129,6 @@ def create_app(client: Any, *, model_name: str, faults: FaultSpec | None = None)
 
     @app.post("/v1/chat/completions")
     async def chat(body: dict[str, Any]) -> Any:
-        with lock:
-            state["calls"] += 1
-            call = state["calls"]
-        if faults.status is not None and call <= faults.count:
-            headers = {}
-            if faults.retry_after is not None:
-                headers["Retry-After"] = str(faults.retry_after)
-            return error(
-                faults.status, f"injected fault {call}/{faults.count}", "injected", **headers
-            )
         if body.get("model") != model_name:
             return error(
                 404,
@@ -167,11 +145,9 @@ def create_app(client: Any, *, model_name: str, faults: FaultSpec | None = None)
         except (ValueError, TypeError) as exc:
             return error(400, str(exc), "invalid_request_error")
         try:
-            outs = await client.complete_n(request, 1 if faults.ignore_n else n)
+            outs = await client.complete_n(request, n)
         except ProviderError as exc:
-            if exc.kind == "fatal":
-                return error(400, str(exc), "invalid_request_error")
-            return error(500, str(exc), "server_error")
+            return _provider_error(exc, error)
         return _completion(model_name, outs)
 
     return app
@@ -189,10 +165,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default=None)
-    parser.add_argument("--fault-status", type=int, default=None)
-    parser.add_argument("--fault-count", type=int, default=0)
-    parser.add_argument("--fault-retry-after", type=float, default=None)
-    parser.add_argument("--ignore-n", action="store_true")
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper())
@@ -207,13 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model_name=args.model_name,
     )
     client.warm_up()
-    faults = FaultSpec(
-        status=args.fault_status,
-        count=args.fault_count,
-        retry_after=args.fault_retry_after,
-        ignore_n=args.ignore_n,
-    )
-    app = create_app(client, model_name=client.model_name, faults=faults)
+    app = create_app(client, model_name=client.model_name)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 

@@ -143,11 +143,11 @@ def test_stop_strings_cut_the_text(tiny_client: Any) -> None:
 
 # HTTP error mapping with injected faults --------------------------------------------------------
 def fault_server(**faults: Any) -> Any:
-    from qdanalysis.runner.llm.server import FaultSpec, create_app
+    from qdanalysis.runner.llm.server import create_app
+    from qdanalysis.testing.faults import FaultSpec, FaultyBackend
 
-    return serve_app(
-        create_app(FakeBackend(supports_n=True), model_name="fake", faults=FaultSpec(**faults))
-    )
+    backend = FaultyBackend(FakeBackend(supports_n=True), FaultSpec(**faults))
+    return serve_app(create_app(backend, model_name="fake"))
 
 
 def fake_req(**kw: Any) -> ChatRequest:
