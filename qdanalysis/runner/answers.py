@@ -10,8 +10,8 @@ Every score is computed **from the answer key only**, so equal keys always have 
 ``correct`` (the outputs-table contract that plurality voting relies on).
 
 Neighbours: :mod:`qdanalysis.runner.tasks` picks the family per question;
-:mod:`qdanalysis.runner.moa` grades
-every row; :mod:`qdanalysis.runner.sandbox` executes CRUXEval checks when asked.
+:mod:`qdanalysis.runner.moa` grades every
+row; :mod:`qdanalysis.runner.sandbox` executes CRUXEval checks when asked.
 """
 
 from __future__ import annotations

@@ -9,8 +9,7 @@ Two builders, both offline:
   GGUF; GGUF-loaded models refuse ``save_pretrained``, so the weights move to a fresh model).
 
 Neighbours: :class:`qdanalysis.runner.llm.hf_local.HFLocalClient` and
-:mod:`qdanalysis.runner.llm.server` load
-the folders these write.
+:mod:`qdanalysis.runner.llm.server` load the folders these write.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ Generation runs off the event loop (:func:`asyncio.to_thread`) behind a lock, on
 time; sampling is seeded per request so sample k is reproducible and distinct from sample j.
 
 Neighbours: :mod:`qdanalysis.testing.local_models` writes the test models;
-:mod:`qdanalysis.runner.llm.server`
-serves this backend over HTTP; :class:`~qdanalysis.runner.llm.managed.ManagedClient` wraps it.
+:mod:`qdanalysis.runner.llm.server` serves
+this backend over HTTP; :class:`~qdanalysis.runner.llm.managed.ManagedClient` wraps it.
 """
 
 from __future__ import annotations

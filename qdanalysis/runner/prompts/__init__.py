@@ -14,8 +14,7 @@ is a new id, never a silent edit. Sources:
   and its judge prompt were not recovered; these are written for this toolkit.
 
 Neighbours: :mod:`qdanalysis.runner.tasks` formats proposer prompts; :mod:`qdanalysis.runner.moa`
-builds the
-aggregator messages with :func:`inject_references`.
+builds the aggregator messages with :func:`inject_references`.
 """
 
 from __future__ import annotations

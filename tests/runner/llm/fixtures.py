@@ -4,8 +4,7 @@
 - ``smollm2_dir()``: SmolLM2-135M-Instruct converted once into ``$QDANALYSIS_MODEL_CACHE``
   (default ``~/.cache/qdanalysis/models``).
 - ``serve_model(model_dir, ...)``: run ``python -m qdanalysis.runner.llm.server`` on a free
-loopback port
-  in a subprocess; yields the ``/v1`` base URL; kills the process on exit.
+  loopback port in a subprocess; yields the ``/v1`` base URL; kills the process on exit.
 - ``serve_app(app)``: run an ASGI app (e.g. ``create_app(FakeBackend(), ...)``) with uvicorn in a
   thread on a free loopback port; yields the ``/v1`` base URL.
 - ``FakeBackend``: scripted ChatClient for orchestration tests (errors, delays, in-flight count).
