@@ -218,32 +218,53 @@ def plot_qd_scatter(
     x: str = "quality",
     y: str = "diversity",
     hue: str = "performance",
+    style: str | None = "aggregator",
     cmap: str = "viridis",
     colorbar: bool = True,
     ax: Any = None,
 ) -> Any:
     """Scatter of configurations: ``x`` against ``y``, coloured by ``hue`` (the paper's Fig. 2).
 
+    Parameters
+    ----------
+    style
+        Column whose values get one marker each, with a legend, when it holds more than one
+        value (by default the aggregator: a run's LLM aggregation and its plurality-vote baseline
+        over the same slots share q and d, and would otherwise hide each other); ``None``: one
+        marker.
+
     Returns
     -------
     matplotlib.axes.Axes
         One point per configuration; a colourbar labelled with ``hue`` when ``colorbar``.
     """
+    import matplotlib.colors as mcolors
+
     ax = _ax(ax)
     for c in (x, y, hue):
         if c not in qd_table.columns:
             raise ConfigError(
                 f"plot_qd_scatter: expected column {c!r}; got {list(qd_table.columns)}."
             )
-    sc = ax.scatter(
-        qd_table[x],
-        qd_table[y],
-        c=qd_table[hue],
-        cmap=cmap,
-        s=9,
-        linewidths=0.2,
-        edgecolors="0.2",
-    )
+    split = style is not None and style in qd_table.columns and qd_table[style].nunique() > 1
+    groups = list(qd_table.groupby(style, sort=True)) if split else [(None, qd_table)]
+    norm = mcolors.Normalize(vmin=float(qd_table[hue].min()), vmax=float(qd_table[hue].max()))
+    for i, (name, g) in enumerate(groups):
+        sc = ax.scatter(
+            g[x],
+            g[y],
+            c=g[hue],
+            cmap=cmap,
+            norm=norm,
+            marker=MARKERS[i % len(MARKERS)],
+            # Earlier groups larger, so a point drawn over another one leaves it visible.
+            s=max(36.0 / (1 + i), 6.0) if split else 9,
+            linewidths=0.2,
+            edgecolors="0.2",
+            label=None if name is None else str(name),
+        )
+    if split:
+        _marker_legend(ax, [str(n) for n, _ in groups], title=str(style))
     ax.set_xlabel(f"{x} (%)" if x in ("quality", "quality_model") else x)
     ax.set_ylabel(f"{y} (Vendi Score)" if y == "diversity" else y)
     if colorbar:
@@ -251,6 +272,19 @@ def plot_qd_scatter(
         cb.set_label(f"{hue} (%)" if hue == "performance" else hue)
         cb.outline.set_linewidth(0.4)
     return ax
+
+
+def _marker_legend(ax: Any, names: Sequence[str], *, title: str) -> None:
+    """Legend of marker shapes only (grey: colour is the colourbar's)."""
+    from matplotlib.lines import Line2D
+
+    handles = [
+        Line2D([], [], ls="", marker=MARKERS[i % len(MARKERS)], mfc="0.6", mec="0.2", mew=0.3)
+        for i in range(len(names))
+    ]
+    ax.legend(
+        handles, names, title=title, fontsize="x-small", title_fontsize="x-small", frameon=False
+    )
 
 
 def qd_scatter_figure(qd_table: pd.DataFrame, *, width: str | float = "double") -> Any:
