@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from ..errors import ConfigError, DataError, StatisticalWarning
 
@@ -186,42 +187,9 @@ def fit_ols(qd_table: pd.DataFrame, spec: RegressionSpec | None = None) -> OLSRe
     """
     sm = __import__("statsmodels.api", fromlist=["OLS"])
     spec = spec or RegressionSpec()
-    need = [spec.outcome, *spec.predictors, *spec.controls]
-    missing = [c for c in need if c not in qd_table.columns]
-    if missing:
-        raise DataError(
-            f"fit_ols: expected columns {need}; missing {missing}. Present: "
-            f"{list(qd_table.columns)}."
-        )
-    df = qd_table.reset_index(drop=True)
-    y = pd.to_numeric(df[spec.outcome], errors="coerce").to_numpy(dtype=np.float64)
-    if not np.isfinite(y).all():
-        raise DataError(
-            f"fit_ols: expected a finite outcome; {int((~np.isfinite(y)).sum())} values are NaN.",
-            column=spec.outcome,
-        )
-    scaling: dict[str, tuple[float, float]] = {}
-    if spec.standardize:
-        df = standardize(df, spec.predictors, ddof=spec.ddof)
-        for p in spec.predictors:
-            x = df[p].to_numpy(dtype=np.float64)
-            scaling[p] = (float(x.mean()), float(x.std(ddof=spec.ddof)))
-    X = pd.DataFrame({"Intercept": 1.0}, index=df.index)
-    for t in spec.terms:
-        X[t] = pd.to_numeric(df[t], errors="coerce").astype(np.float64)
-    n, k = X.shape
-    if n <= k:
-        raise DataError(
-            f"fit_ols: expected more configurations than the {k} parameters; got {n}. "
-            "Generate more configurations or fit fewer terms."
-        )
-    if n < 10 * k:
-        warnings.warn(
-            f"only {n} configurations for {k} parameters (< 10 per parameter): standard errors "
-            "and p-values are fragile.",
-            StatisticalWarning,
-            stacklevel=2,
-        )
+    df, y = _outcome(qd_table, spec)
+    df, X, scaling = _design(df, spec)
+    _check_size(*X.shape)
     corr, vif = _collinearity(df, spec.predictors)
     model = sm.OLS(y, X)
     kwds = dict(spec.cov_kwds) if spec.cov_kwds else None
@@ -240,6 +208,59 @@ def fit_ols(qd_table: pd.DataFrame, spec: RegressionSpec | None = None) -> OLSRe
         "vif": vif,
     }
     return OLSResult(spec=spec, coefs=coefs, stats=stats, scaling=scaling, raw=res)
+
+
+def _outcome(
+    qd_table: pd.DataFrame, spec: RegressionSpec
+) -> tuple[pd.DataFrame, NDArray[np.float64]]:
+    """The rows (index reset) and their outcome; refuses missing columns or a non-finite outcome."""
+    need = [spec.outcome, *spec.predictors, *spec.controls]
+    missing = [c for c in need if c not in qd_table.columns]
+    if missing:
+        raise DataError(
+            f"fit_ols: expected columns {need}; missing {missing}. Present: "
+            f"{list(qd_table.columns)}."
+        )
+    df = qd_table.reset_index(drop=True)
+    y = pd.to_numeric(df[spec.outcome], errors="coerce").to_numpy(dtype=np.float64)
+    if not np.isfinite(y).all():
+        raise DataError(
+            f"fit_ols: expected a finite outcome; {int((~np.isfinite(y)).sum())} values are NaN.",
+            column=spec.outcome,
+        )
+    return df, y
+
+
+def _design(
+    df: pd.DataFrame, spec: RegressionSpec
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, tuple[float, float]]]:
+    """The rows with z-scored predictors, the design matrix (intercept first), their scaling."""
+    scaling: dict[str, tuple[float, float]] = {}
+    if spec.standardize:
+        df = standardize(df, spec.predictors, ddof=spec.ddof)
+        for p in spec.predictors:
+            x = df[p].to_numpy(dtype=np.float64)
+            scaling[p] = (float(x.mean()), float(x.std(ddof=spec.ddof)))
+    X = pd.DataFrame({"Intercept": 1.0}, index=df.index)
+    for t in spec.terms:
+        X[t] = pd.to_numeric(df[t], errors="coerce").astype(np.float64)
+    return df, X, scaling
+
+
+def _check_size(n: int, k: int) -> None:
+    """Refuse no more observations than parameters; warn (at fit_ols's caller) under 10 each."""
+    if n <= k:
+        raise DataError(
+            f"fit_ols: expected more configurations than the {k} parameters; got {n}. "
+            "Generate more configurations or fit fewer terms."
+        )
+    if n < 10 * k:
+        warnings.warn(
+            f"only {n} configurations for {k} parameters (< 10 per parameter): standard errors "
+            "and p-values are fragile.",
+            StatisticalWarning,
+            stacklevel=3,
+        )
 
 
 def _collinearity(df: pd.DataFrame, predictors: Sequence[str]) -> tuple[float, float]:
