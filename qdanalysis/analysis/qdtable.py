@@ -74,6 +74,31 @@ def config_meta(
     return meta
 
 
+def _dataset_inputs(
+    outputs: pd.DataFrame, configs: Mapping[str, Sequence[ConfigSpec]], ds: str
+) -> tuple[pd.DataFrame, list[ConfigSpec]]:
+    """One dataset's proposer rows and configurations; refuses a dataset without either."""
+    rows = outputs[outputs["dataset"] == ds]
+    if rows.empty:
+        raise ConfigError(f"dataset {ds!r}: expected proposer rows; the outputs have none.")
+    cfgs = list(configs[ds])
+    if not cfgs:
+        raise ConfigError(f"dataset {ds!r}: expected at least one configuration; got none.")
+    return rows, cfgs
+
+
+def _dataset_letters(
+    rows: pd.DataFrame,
+    letters: Mapping[str, Mapping[str, str]] | None,
+    ds: str,
+    proposer_column: str,
+) -> dict[str, str]:
+    """The dataset's proposer type -> letter map: the one given, else one letter per type."""
+    if letters is not None and ds in letters:
+        return dict(letters[ds])
+    return type_letters(rows[proposer_column].unique().tolist())
+
+
 def build_qd_table(
     outputs: pd.DataFrame,
     configs: Mapping[str, Sequence[ConfigSpec]],
@@ -125,12 +150,7 @@ def build_qd_table(
     request = PairRequest(vendi_orders=(q,), tol=tol)
     tables, pair_tables = [], []
     for ds in sorted(configs):
-        rows = outputs[outputs["dataset"] == ds]
-        if rows.empty:
-            raise ConfigError(f"dataset {ds!r}: expected proposer rows; the outputs have none.")
-        cfgs = list(configs[ds])
-        if not cfgs:
-            raise ConfigError(f"dataset {ds!r}: expected at least one configuration; got none.")
+        rows, cfgs = _dataset_inputs(outputs, configs, ds)
         blocks = measure_blocks(
             rows,
             cfgs,
@@ -142,11 +162,7 @@ def build_qd_table(
         )
         pairs = pair_frame(blocks, diversity=vendi_name(q))
         pair_tables.append(pairs)
-        lets = (
-            dict(letters[ds])
-            if letters is not None and ds in letters
-            else type_letters(rows[proposer_column].unique().tolist())
-        )
+        lets = _dataset_letters(rows, letters, ds, proposer_column)
         meta = config_meta(
             rows, cfgs, aggregator=agg, letters=lets, proposer_column=proposer_column
         )
