@@ -226,6 +226,45 @@ def _run_rows(outputs: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
     return runner
 
 
+def _proposers(outputs: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
+    """The proposer rows with their ``proposer`` type column; refuses outputs without any."""
+    rows = add_proposer_column(proposer_rows(outputs), list(spec.proposer_key))
+    if rows.empty:
+        raise DataError(
+            "expected proposer rows (no role, or role 'proposer'); the outputs have none."
+        )
+    return rows
+
+
+def _letters(rows: pd.DataFrame) -> dict[str, dict[str, str]]:
+    """Dataset -> proposer type -> its letter in configuration names."""
+    return {
+        str(ds): type_letters(g["proposer"].unique().tolist()) for ds, g in rows.groupby("dataset")
+    }
+
+
+def _measure(
+    rows: pd.DataFrame,
+    configs: Mapping[str, Sequence[ConfigSpec]],
+    emb: Embeddings,
+    spec: AnalysisSpec,
+    aggregator: Aggregator,
+    letters: Mapping[str, Mapping[str, str]],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The QD table and the pair table, with the spec's Vendi order and tolerance."""
+    from .qdtable import build_qd_table
+
+    return build_qd_table(
+        rows,
+        configs,
+        emb,
+        q=spec.vendi_q,
+        tol=spec.vendi_tol,
+        aggregator=aggregator,
+        letters=letters,
+    )
+
+
 def _configs(
     rows: pd.DataFrame, outputs: pd.DataFrame, spec: AnalysisSpec
 ) -> dict[str, list[ConfigSpec]]:
@@ -333,17 +372,12 @@ def analyze(
     ConfigError
         If the aggregator does not fit the outputs (e.g. ``"llm"`` without aggregator rows).
     """
-    from .qdtable import build_qd_table
     from .regression import coefficient_table, fit_by
 
     spec = _resolve_aggregator(outputs, spec if spec is not None else AnalysisSpec())
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    rows = add_proposer_column(proposer_rows(outputs), list(spec.proposer_key))
-    if rows.empty:
-        raise DataError(
-            "expected proposer rows (no role, or role 'proposer'); the outputs have none."
-        )
+    rows = _proposers(outputs, spec)
     aggregator = get_aggregator(spec.aggregator, outputs)
     configs = _configs(rows, outputs, spec)
     timings["configs_s"] = time.perf_counter() - t
@@ -351,18 +385,8 @@ def analyze(
     emb, embedder = _embed(rows["output"].tolist(), spec, embedder, cache, progress)
     timings["embed_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    letters = {
-        str(ds): type_letters(g["proposer"].unique().tolist()) for ds, g in rows.groupby("dataset")
-    }
-    qd, pairs = build_qd_table(
-        rows,
-        configs,
-        emb,
-        q=spec.vendi_q,
-        tol=spec.vendi_tol,
-        aggregator=aggregator,
-        letters=letters,
-    )
+    letters = _letters(rows)
+    qd, pairs = _measure(rows, configs, emb, spec, aggregator, letters)
     timings["measure_s"] = time.perf_counter() - t
     t = time.perf_counter()
     reg = RegressionSpec(cov_type=spec.cov_type, ddof=spec.ddof)
