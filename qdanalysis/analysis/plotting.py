@@ -80,6 +80,46 @@ def _ax(ax: Any) -> Any:
     return plt.gca()
 
 
+def _coefficient_rows(
+    coefs: pd.DataFrame,
+    groups: Sequence[str],
+    reference: pd.DataFrame | None,
+    *,
+    by: str,
+    reference_label: str,
+) -> list[tuple[str, pd.DataFrame, bool]]:
+    """``(label, rows, is_reference)`` per plotted row: the groups, then the reference's groups."""
+    rows = [(g, coefs[coefs[by] == g], False) for g in groups]
+    if reference is not None:
+        for g in dict.fromkeys(reference[by].tolist()):
+            r = reference[reference[by] == g].copy()
+            r["ci_low"] = r["estimate"] - 1.96 * r["pm"]
+            r["ci_high"] = r["estimate"] + 1.96 * r["pm"]
+            rows.append((f"{g} ({reference_label})", r, True))
+    return rows
+
+
+def _coefficient_marker(
+    ax: Any, r: pd.DataFrame, y: float, *, term: str, is_ref: bool, label: str | None
+) -> None:
+    """One term's estimate with its CI bar at height ``y`` (hollow square for a reference)."""
+    est = float(r["estimate"].iloc[0])
+    lo, hi = float(r["ci_low"].iloc[0]), float(r["ci_high"].iloc[0])
+    color = TERM_COLORS.get(term, None)
+    ax.errorbar(
+        est,
+        y,
+        xerr=[[est - lo], [hi - est]],
+        fmt="s" if is_ref else "o",
+        color=color,
+        mfc="white" if is_ref else color,
+        ms=4,
+        capsize=2,
+        lw=1,
+        label=label,
+    )
+
+
 def plot_coefficients(
     coefs: pd.DataFrame,
     *,
@@ -123,42 +163,21 @@ def plot_coefficients(
             f"plot_coefficients: expected columns {sorted(need)}; got {list(coefs.columns)}."
         )
     groups = list(dict.fromkeys(coefs[by].tolist()))
-    rows: list[tuple[str, pd.DataFrame, bool]] = [(g, coefs[coefs[by] == g], False) for g in groups]
-    if reference is not None:
-        for g in dict.fromkeys(reference[by].tolist()):
-            r = reference[reference[by] == g].copy()
-            r["ci_low"] = r["estimate"] - 1.96 * r["pm"]
-            r["ci_high"] = r["estimate"] + 1.96 * r["pm"]
-            rows.append((f"{g} ({reference_label})", r, True))
+    rows = _coefficient_rows(coefs, groups, reference, by=by, reference_label=reference_label)
     offsets = np.linspace(0.15, -0.15, len(terms)) if len(terms) > 1 else np.zeros(1)
     n = len(rows)
     seen: set[str] = set()
     for i, (_name, df, is_ref) in enumerate(rows):
-        y = n - 1 - i
         for off, term in zip(offsets, terms, strict=True):
             r = df[df["term"] == term]
             if r.empty:
                 continue
-            est = float(r["estimate"].iloc[0])
-            lo, hi = float(r["ci_low"].iloc[0]), float(r["ci_high"].iloc[0])
-            color = TERM_COLORS.get(term, None)
             label = None
             key = f"{term}-{is_ref}"
             if key not in seen:
                 label = labels.get(term, term) + (f", {reference_label}" if is_ref else "")
                 seen.add(key)
-            ax.errorbar(
-                est,
-                y + off,
-                xerr=[[est - lo], [hi - est]],
-                fmt="s" if is_ref else "o",
-                color=color,
-                mfc="white" if is_ref else color,
-                ms=4,
-                capsize=2,
-                lw=1,
-                label=label,
-            )
+            _coefficient_marker(ax, r, n - 1 - i + off, term=term, is_ref=is_ref, label=label)
     if reference is not None and groups:
         ax.axhline(n - len(groups) - 0.5, color="0.7", lw=0.5)
     ax.axvline(0, color="0.4", lw=0.6, ls="--")
