@@ -269,8 +269,16 @@ def _config_measures(
     return pd.DataFrame(out)[b.keep.any(axis=1)]
 
 
+def _dataset_rows(rows: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """One dataset's proposer rows, index reset; refuses a dataset without any."""
+    frame = rows[rows["dataset"] == dataset].reset_index(drop=True)
+    if frame.empty:
+        raise DataError(f"measure_table: dataset {dataset!r} has no proposer rows in outputs.")
+    return frame
+
+
 def _dataset_measures(
-    frame: pd.DataFrame,
+    rows: pd.DataFrame,
     analysis: Analysis,
     embeddings: Any,
     *,
@@ -279,6 +287,8 @@ def _dataset_measures(
     ks: Sequence[float],
     source: str,
 ) -> pd.DataFrame:
+    """Every measure of one dataset's configurations, from all datasets' proposer ``rows``."""
+    frame = _dataset_rows(rows, dataset)
     blocks = measure_blocks(
         frame,
         analysis.configs[dataset],
@@ -319,6 +329,24 @@ def _column_order(table: pd.DataFrame) -> list[str]:
     div = [c for c in table.columns if c.startswith("diversity_") and c != "diversity_pooled_vendi"]
     tail = ["diversity_pooled_vendi"] if "diversity_pooled_vendi" in table.columns else []
     return head + qual + div + tail
+
+
+def _quality_source(spec: AnalysisSpec, quality_source: str | None) -> str:
+    """The slot-quality source: the one asked for, else the analysis's; refuses an unknown one."""
+    source = spec.quality if quality_source is None else quality_source
+    if source not in ("slot", "model"):
+        raise ConfigError(f"quality_source: expected 'slot' or 'model'; got {source!r}.")
+    return source
+
+
+def _every_measure(
+    spec: AnalysisSpec, vendi_orders: Sequence[float], *, pooled: bool
+) -> PairRequest:
+    """The engine request for every measure; the analysis's own Vendi order is always among them."""
+    orders = tuple(dict.fromkeys([*vendi_orders, spec.vendi_q]))
+    return PairRequest(
+        vendi_orders=orders, tol=spec.vendi_tol, cosine=True, answers=True, pooled=pooled
+    )
 
 
 def measure_table(
@@ -389,25 +417,14 @@ def measure_table(
     questions; it is left out of this table.)
     """
     spec = analysis.spec
-    source = spec.quality if quality_source is None else quality_source
-    if source not in ("slot", "model"):
-        raise ConfigError(f"quality_source: expected 'slot' or 'model'; got {source!r}.")
+    source = _quality_source(spec, quality_source)
     emb = embeddings if embeddings is not None else analysis.embeddings
-    orders = tuple(dict.fromkeys([*vendi_orders, spec.vendi_q]))
-    request = PairRequest(
-        vendi_orders=orders, tol=spec.vendi_tol, cosine=True, answers=True, pooled=pooled
-    )
+    request = _every_measure(spec, vendi_orders, pooled=pooled)
     rows = add_proposer_column(proposer_rows(outputs), list(spec.proposer_key))
-    tables = []
-    for ds in sorted(analysis.configs):
-        frame = rows[rows["dataset"] == ds].reset_index(drop=True)
-        if frame.empty:
-            raise DataError(f"measure_table: dataset {ds!r} has no proposer rows in outputs.")
-        tables.append(
-            _dataset_measures(
-                frame, analysis, emb, dataset=ds, request=request, ks=ks, source=source
-            )
-        )
+    tables = [
+        _dataset_measures(rows, analysis, emb, dataset=ds, request=request, ks=ks, source=source)
+        for ds in sorted(analysis.configs)
+    ]
     out = pd.concat(tables, ignore_index=True)
     return out[_column_order(out)].sort_values(["dataset", "config_id"]).reset_index(drop=True)
 
