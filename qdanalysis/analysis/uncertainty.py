@@ -207,6 +207,43 @@ def _fit_pairs(data: Analysis | pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return pairs, data.spec.ddof
 
 
+def _check_boot(n_boot: Any, level: Any) -> None:
+    """Refuse fewer than two replicates or a confidence level outside (0, 1)."""
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 2:
+        raise ConfigError(f"n_boot: expected an int >= 2; got {n_boot!r}.")
+    if not 0 < level < 1:
+        raise ConfigError(f"level: expected a number in (0, 1); got {level!r}.")
+
+
+def _bootstrap_fits(
+    mats: Mapping[str, NDArray[np.float64]],
+    seed: np.random.SeedSequence,
+    n_boot: int,
+    chunk_size: int,
+    *,
+    ddof: int,
+    bar: Any,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The full-sample α, β, α − β, R² and ``(n_boot, 4)`` replicates, ``chunk_size`` at a time."""
+    n_questions = mats["mask"].shape[1]
+    full = _weighted_fits(mats, np.ones((1, n_questions)), ddof=ddof)[0]
+    rng = np.random.default_rng(seed)
+    reps = []
+    for start in range(0, n_boot, chunk_size):
+        b = min(chunk_size, n_boot - start)
+        reps.append(_weighted_fits(mats, question_weights(n_questions, b, rng), ddof=ddof))
+        bar.update(b)
+    return full, np.concatenate(reps, axis=0)
+
+
+def _draw_frame(ds: str, R: NDArray[np.float64]) -> pd.DataFrame:
+    """One dataset's replicates as rows ``dataset, draw`` and the :data:`BOOT_TERMS`."""
+    df = pd.DataFrame(R, columns=list(BOOT_TERMS))
+    df.insert(0, "draw", np.arange(R.shape[0]))
+    df.insert(0, "dataset", ds)
+    return df
+
+
 def bootstrap_coefs(
     data: Analysis | pd.DataFrame,
     *,
@@ -261,10 +298,7 @@ def bootstrap_coefs(
     """
     from tqdm.auto import tqdm
 
-    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 2:
-        raise ConfigError(f"n_boot: expected an int >= 2; got {n_boot!r}.")
-    if not 0 < level < 1:
-        raise ConfigError(f"level: expected a number in (0, 1); got {level!r}.")
+    _check_boot(n_boot, level)
     pairs, ddof = _fit_pairs(data)
     names = sorted(pairs["dataset"].unique()) if datasets is None else list(datasets)
     children = np.random.SeedSequence(seed).spawn(len(names))
@@ -272,19 +306,9 @@ def bootstrap_coefs(
     bar = tqdm(total=n_boot * len(names), desc="bootstrap", disable=not progress, leave=False)
     try:
         for ds, child in zip(names, children, strict=True):
-            _, qids, mats = pair_matrices(pairs, ds)
-            rng = np.random.default_rng(child)
-            full = _weighted_fits(mats, np.ones((1, qids.size)), ddof=ddof)[0]
-            reps = []
-            for start in range(0, n_boot, chunk_size):
-                b = min(chunk_size, n_boot - start)
-                reps.append(_weighted_fits(mats, question_weights(qids.size, b, rng), ddof=ddof))
-                bar.update(b)
-            R = np.concatenate(reps, axis=0)
-            df = pd.DataFrame(R, columns=list(BOOT_TERMS))
-            df.insert(0, "draw", np.arange(n_boot))
-            df.insert(0, "dataset", ds)
-            draw_frames.append(df)
+            mats = pair_matrices(pairs, ds)[2]
+            full, R = _bootstrap_fits(mats, child, n_boot, chunk_size, ddof=ddof, bar=bar)
+            draw_frames.append(_draw_frame(ds, R))
             rows += _summary_rows(ds, R, full, seed=seed, level=level)
     finally:
         bar.close()
