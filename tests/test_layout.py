@@ -17,7 +17,11 @@ MAX_LINES = 80
 #: its module; the list must end empty. Entries: module -> imported package it may still name,
 #: or module:function for a function still over MAX_LINES.
 ALLOWED_IMPORTS: set[tuple[str, str]] = set()
-ALLOWED_LONG: set[str] = set()
+ALLOWED_LONG: set[str] = {
+    "qdanalysis.configs:generate_configs",
+    "qdanalysis.runner.moa:run_experiment",
+    "qdanalysis.runner.sandbox:run_python",
+}
 
 
 def module_name(path: Path, root: Path = PACKAGE) -> str:
@@ -101,16 +105,14 @@ def test_library_never_imports_a_cli() -> None:
 
 
 def long_functions(source: str, module: str) -> Iterator[tuple[str, int]]:
-    """``(module:function, lines)`` for functions over MAX_LINES, docstring excluded."""
+    """``(module:function, lines)`` for functions over MAX_LINES, every line from ``def`` to the
+    function's last line counted, docstring included (decorators are not)."""
     for node in ast.walk(ast.parse(source)):
         if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
         if node.name == "build_parser" or node.name.endswith("_parser"):
             continue  # an argument parser is a long list of options, not logic
         n = (node.end_lineno or node.lineno) - node.lineno + 1
-        if ast.get_docstring(node, clean=False) is not None:
-            doc = node.body[0]
-            n -= (doc.end_lineno or doc.lineno) - doc.lineno + 1
         if n > MAX_LINES:
             yield f"{module}:{node.name}", n
 
@@ -169,10 +171,10 @@ def test_import_finder_sees_every_form() -> None:
     )
 
 
-def test_length_counts_code_not_docstring() -> None:
-    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_LINES - 1))
-    doc = '    """' + "\n" * 30 + '    """\n'
-    ok = f"def f():\n{doc}{body}\n"  # the def line and 79 more: 80
+def test_length_counts_the_docstring_too() -> None:
+    doc = '    """' + "\n" * 30 + '    """\n'  # 31 lines
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_LINES - 32))
+    ok = f"def f():\n{doc}{body}\n"  # the def line, 31 of docstring and 48 more: 80
     bad = f"def g():\n{doc}{body}\n    return x0\n"
-    parser = f"def build_parser():\n{body}\n{body}\n"
+    parser = f"def build_parser():\n{body}\n{body}\n{body}\n"
     assert list(long_functions(ok + bad + parser, "m")) == [("m:g", MAX_LINES + 1)]
