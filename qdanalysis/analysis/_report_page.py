@@ -23,9 +23,10 @@ __all__ = ["render_page"]
 
 
 def _json(data: Any) -> str:
-    """JSON safe inside a ``<script>`` element (no ``</`` or ``<!--`` can close or open one)."""
+    """JSON safe inside a ``<script>`` element: every ``<`` is escaped as ``\\u003c`` (valid JSON,
+    only ever inside strings), so no ``</script>`` or ``<!--`` in an output can end the block."""
     text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    return text.replace("</", "<\\/").replace("<!--", "<\\!--")
+    return text.replace("<", "\\u003c")
 
 
 def _asset(name: str) -> str:

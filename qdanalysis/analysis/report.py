@@ -116,12 +116,14 @@ def read_fit_dir(fit_dir: str | Path) -> FitDir:
 
 
 def _resolve_inputs(fit: FitDir) -> tuple[list[Path], list[str]]:
-    """The outputs files named in the sidecar, found beside the cwd or the fit directory."""
+    """The outputs files named in the sidecar: as recorded (relative to the working directory),
+    or by name inside the fit directory or beside it (the sidecar keeps only the name of a file
+    outside the working directory)."""
     found: list[Path] = []
     notes: list[str] = []
     for item in fit.provenance.get("inputs") or []:
         rel = Path(str(item.get("path", "")))
-        cands = [rel, fit.path / rel, fit.path / rel.name]
+        cands = [rel, fit.path / rel, fit.path / rel.name, fit.path.parent / rel.name]
         hit = next((c for c in cands if c.is_file()), None)
         if hit is None:
             notes.append(

@@ -236,6 +236,7 @@ function mark(c) { return c == null ? "—" : c >= 1 ? `<span class="ok">✓ ${f
 function fold(text, open = false) {
   if (text == null) return `<span class="note">(none)</span>`;
   const t = String(text);
+  if (open) return `<div>${esc(t)}</div>`;
   if (t.length <= 160) return `<pre>${esc(t)}</pre>`;
   return `<details${open ? " open" : ""}><summary>${esc(t.slice(0, 120).replace(/\s+/g, " "))}…
     (${t.length.toLocaleString()} characters)</summary><pre>${esc(t)}</pre></details>`;
