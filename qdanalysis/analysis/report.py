@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from ..errors import ConfigError, DataError, DataWarning
 from ..outputs import add_proposer_column, load_outputs, proposer_rows
 from ..votes import answer_codes, oracle_scores, plurality_vote_scores
 from .export import Provenance, _write_sidecar
+from .stats import method_table, single_model_table
 
 __all__ = [
     "MAX_INLINE_BYTES",
@@ -164,25 +166,6 @@ def _json_list(text: Any) -> list[Any]:
     return list(json.loads(text)) if isinstance(text, str) and text else []
 
 
-def _method_summary(qd: pd.DataFrame) -> list[dict[str, Any]]:
-    """Per dataset and method: configurations, median and best performance (its name)."""
-    rows = []
-    for (ds, m), g in qd.groupby(["dataset", "method"], sort=True):
-        best = g.loc[g["performance"].idxmax()]
-        rows.append(
-            {
-                "dataset": ds,
-                "method": m,
-                "n_configs": len(g),
-                "median_performance": _clean(float(g["performance"].median())),
-                "best_performance": _clean(float(best["performance"])),
-                "best_name": str(best["name"]),
-                "best_config_id": str(best["config_id"]),
-            }
-        )
-    return rows
-
-
 def _usage(outputs: pd.DataFrame | None) -> list[dict[str, Any]] | None:
     """Calls, tokens and latency per (dataset, role, model) of a run's rows; None without them."""
     if outputs is None or not all(c in outputs.columns for c in _USAGE_COLUMNS):
@@ -204,17 +187,13 @@ def _usage(outputs: pd.DataFrame | None) -> list[dict[str, Any]] | None:
     return _records(tab)
 
 
-def _baselines(rows: pd.DataFrame) -> list[dict[str, Any]]:
-    """Each proposer type alone, per dataset: mean correct of all its outputs, ×100."""
-    g = rows.groupby(["dataset", "proposer"], sort=True)["correct"]
-    tab = g.agg(n_outputs="size", accuracy="mean").reset_index()
-    tab["accuracy"] = tab["accuracy"] * 100.0
-    return _records(tab)
-
-
 def _warnings(fit: FitDir, extra: Sequence[str]) -> list[str]:
-    """Warnings recorded by the fit (sidecar ``warnings``), collinearity flags, and ``extra``."""
-    out = [str(w) for w in fit.provenance.get("warnings") or []]
+    """Warnings recorded by the fit (a ``warnings`` list in ``qd_table.json``, at its top level or
+    in its parameters), the collinearity flags of ``diagnostics.csv``, a small-sample note, and
+    ``extra``."""
+    params = fit.provenance.get("parameters") or {}
+    recorded = [*(fit.provenance.get("warnings") or []), *(params.get("warnings") or [])]
+    out = [str(w) for w in recorded]
     diag = fit.tables.get("diagnostics")
     if diag is not None and "collinear" in diag.columns:
         for r in diag[diag["collinear"].astype(bool)].itertuples(index=False):
@@ -247,7 +226,7 @@ def _overview(fit: FitDir, notes: Sequence[str]) -> dict[str, Any]:
         "r2": _records(fit.tables["r2"]) if "r2" in fit.tables else [],
         "paper": _records(table4()),
         "paper_id": PAPER_ID,
-        "methods": _method_summary(qd),
+        "methods": _records(method_table(qd)),
         "warnings": list(notes),
         "baselines": [],
     }
@@ -263,9 +242,14 @@ class _Pool:
     rows: pd.DataFrame
 
 
+def _natural(text: str) -> list[Any]:
+    """Sort key that orders ``q/2`` before ``q/10``."""
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", text)]
+
+
 def _pool(rows: pd.DataFrame) -> _Pool:
     rows = rows.reset_index(drop=True)
-    qids = sorted(rows["question_id"].astype(str).unique().tolist())
+    qids = sorted(rows["question_id"].astype(str).unique().tolist(), key=_natural)
     keys = (rows["proposer"].astype(str) + "#" + rows["sample_index"].astype(str)).to_numpy()
     slot_keys = sorted(set(keys.tolist()))
     qpos = {q: i for i, q in enumerate(qids)}
@@ -457,13 +441,24 @@ def build_report_data(
         proposer_key = (fit.provenance.get("parameters") or {}).get("proposer_key") or ["model"]
         rows = add_proposer_column(proposer_rows(df), list(proposer_key))
         chunks, more = _detail_chunks(fit.qd_table, df, rows)
+        overview["baselines"] = _records(single_model_table(df, proposer_key=proposer_key))
         notes += more
         usage = _usage(df)
-        overview["baselines"] = _baselines(rows)
     overview["usage"] = usage
     overview["warnings"] = _warnings(fit, [*notes, *warnings])
     overview["details"] = {"available": bool(chunks)}
     return ReportData(overview=overview, chunks=chunks, output_files=tuple(files))
+
+
+def _clear_files_dir(folder: Path) -> None:
+    """Remove the detail scripts an earlier report left (only those; the folder if then empty)."""
+    if not folder.is_dir():
+        return
+    for f in folder.iterdir():
+        if f.is_file() and re.fullmatch(r"[pc]\d+\.js", f.name):
+            f.unlink()
+    if not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def write_report(
@@ -508,6 +503,7 @@ def write_report(
         data, files_dir=f"{page.stem}_files", max_inline_bytes=max_inline_bytes
     )
     page.parent.mkdir(parents=True, exist_ok=True)
+    _clear_files_dir(page.parent / f"{page.stem}_files")
     for name, text in files.items():
         target = page.parent / name
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -62,8 +62,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 error, 2 usage, 130 interrupted)."""
-    parser = build_parser()
-    return run_main(lambda a: _run(a, argv), parser, argv)
+    return run_main(lambda a: _run(a, argv), build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,8 @@ def test_scatter_click_shows_questions_offline(which, request, tmp_path):
         n_q = int(qd["n_questions"].iloc[row])
         assert s.page.locator("#questions .q").count() == min(25, n_q)
         first = s.page.locator("#questions .q").first
-        slots = first.locator("table.slots tbody tr:not(.agg) td:first-child code").all_inner_texts()
+        cells = first.locator("table.slots tbody tr:not(.agg) td:first-child code")
+        slots = cells.all_inner_texts()
         types, samples = json.loads(qd["proposers"].iloc[row]), json.loads(qd["samples"].iloc[row])
         assert slots == [f"{t}#{k}" for t, k in zip(types, samples, strict=True)]
         check = s.page.inner_text("#cfg-check")
@@ -65,7 +66,8 @@ def test_scatter_click_shows_questions_offline(which, request, tmp_path):
             s.page.screenshot(path=str(shot), full_page=True)
         assert s.errors == []
     assert s.blocked == []
-    assert s.requests and all(u.startswith(LOCAL_SCHEMES) for u in s.requests)
+    assert s.requests
+    assert all(u.startswith(LOCAL_SCHEMES) for u in s.requests)
 
 
 @pytest.mark.slow

@@ -87,7 +87,7 @@ def test_report_sidecar_records_its_inputs_and_the_fits_provenance(run_fit, tmp_
     page = write_report(run_fit, out=tmp_path / "r.html", argv=["x"])
     side = json.loads(page.with_suffix(".json").read_text())
     names = [Path(i["path"]).name for i in side["inputs"]]
-    assert "qd_table.csv" in names and "coefficients.csv" in names and "outputs.jsonl" in names
+    assert {"qd_table.csv", "coefficients.csv", "outputs.jsonl"} <= set(names)
     assert all(i["sha256"] for i in side["inputs"])
     fit_side = json.loads((run_fit / "qd_table.json").read_text())
     assert side["parameters"]["fit_provenance"] == fit_side
@@ -104,7 +104,11 @@ def test_large_details_go_to_a_folder_beside_the_page(vote_fit, tmp_path):
     n = len(ov["configs"]["config_id"])
     assert files == sorted(["p0.js", *(f"c{i}.js" for i in range(n))])
     text = (tmp_path / "big_files" / "c0.js").read_text()
-    assert text.startswith('qdChunk("c0",') and text.rstrip().endswith(");")
+    assert text.startswith('qdChunk("c0",')
+    assert text.rstrip().endswith(");")
+    write_report(vote_fit, out=tmp_path / "big.html")  # small again: no stale folder left
+    assert not (tmp_path / "big_files").exists()
+    assert 'id="chunk-c0"' in (tmp_path / "big.html").read_text(encoding="utf-8")
 
 
 def test_inline_page_has_no_external_scripts(vote_fit, tmp_path):
@@ -173,4 +177,16 @@ def test_cli_writes_the_page(run_fit, tmp_path, capsys):
     out = tmp_path / "page.html"
     assert main([str(run_fit), "--out", str(out)]) == 0
     assert capsys.readouterr().out.strip() == f"wrote {out}"
-    assert out.is_file() and out.with_suffix(".json").is_file()
+    assert out.is_file()
+    assert out.with_suffix(".json").is_file()
+
+
+def test_warnings_recorded_in_the_sidecar_and_passed_are_shown(run_fit, tmp_path):
+    d = tmp_path / "fit"
+    shutil.copytree(run_fit, d)
+    side = json.loads((d / "qd_table.json").read_text())
+    side["warnings"] = ["fit said this"]
+    (d / "qd_table.json").write_text(json.dumps(side))
+    page = write_report(d, outputs=[run_fit.parent / "outputs.jsonl"], warnings=["and this"])
+    ws = _embedded(page)["warnings"]
+    assert {"fit said this", "and this"} <= set(ws)

@@ -127,16 +127,31 @@ function renderFit() {
     yaxis: {autorange: "reversed", automargin: true}, legend: {orientation: "h", x: 0, y: 1.02, yanchor: "bottom"}}, CFG);
 }
 
-function renderScatter() {
-  const box = el("scatter-plots");
-  box.className = "plots";
-  QD.datasets.forEach((ds, di) => {
+function plotBoxes(box, prefix, cls) {
+  return QD.datasets.map((ds, di) => {
     const div = document.createElement("div");
-    div.id = "scatter-" + di; div.className = "qd-scatter"; box.appendChild(div);
+    div.id = prefix + di; div.className = cls; box.appendChild(div);
+    return div;
+  });
+}
+
+function perDataset(boxId, prefix, cls, draw) {
+  const box = el(boxId);
+  box.className = "plots";
+  // Every plot's box exists before the first is drawn, so each is drawn at its final width.
+  const divs = plotBoxes(box, prefix, cls);
+  QD.datasets.forEach((ds, di) => {
     const idx = [...Array(N).keys()].filter(i => C.dataset[i] === ds);
+    const methods = [...new Set(idx.map(i => C.method[i]))].sort();
+    draw(divs[di], ds, idx, methods);
+    divs[di].on("plotly_click", ev => { if (ev.points.length) showConfig(ev.points[0].customdata); });
+  });
+}
+
+function renderScatter() {
+  perDataset("scatter-plots", "scatter-", "qd-scatter", (div, ds, idx, methods) => {
     const perf = idx.map(i => C.performance[i]);
     const lo = Math.min(...perf), hi = Math.max(...perf);
-    const methods = [...new Set(idx.map(i => C.method[i]))].sort();
     const traces = methods.map((m, k) => {
       const ii = idx.filter(i => C.method[i] === m);
       return {type: "scatter", mode: "markers", name: methodLabel(m),
@@ -150,21 +165,15 @@ function renderScatter() {
           showscale: k === 0, colorbar: {title: {text: "performance t"}, thickness: 14}}};
     });
     Plotly.newPlot(div, traces, {font: FONT, title: {text: esc(ds), font: {size: 16}},
-      margin: {l: 70, r: 20, t: 50, b: 60}, hovermode: "closest",
+      margin: {l: 70, r: 20, t: 50, b: 90}, hovermode: "closest",
       xaxis: {title: {text: "quality q (mean accuracy of the slots, %)"}},
       yaxis: {title: {text: "diversity d (Vendi Score)"}},
-      showlegend: true, legend: {orientation: "h", y: -0.22}}, CFG);
-    div.on("plotly_click", ev => { if (ev.points.length) showConfig(ev.points[0].customdata); });
+      showlegend: true, legend: {orientation: "h", y: -0.3}}, CFG);
   });
 }
 
 function renderMethods() {
-  const box = el("methods-plots");
-  box.className = "plots";
-  QD.datasets.forEach((ds, di) => {
-    const div = document.createElement("div"); div.id = "methods-" + di; box.appendChild(div);
-    const idx = [...Array(N).keys()].filter(i => C.dataset[i] === ds);
-    const methods = [...new Set(idx.map(i => C.method[i]))].sort();
+  perDataset("methods-plots", "methods-", "methods-plot", (div, ds, idx, methods) => {
     const traces = methods.map(m => {
       const ii = idx.filter(i => C.method[i] === m);
       return {type: "box", name: methodLabel(m), y: ii.map(i => C.performance[i]), customdata: ii,
@@ -181,20 +190,24 @@ function renderMethods() {
     Plotly.newPlot(div, traces, {font: FONT, title: {text: esc(ds), font: {size: 16}},
       showlegend: false, margin: {l: 70, r: 20, t: 50, b: 50}, shapes, annotations: notes,
       yaxis: {title: {text: "performance t (%)"}}}, CFG);
-    div.on("plotly_click", ev => { if (ev.points.length) showConfig(ev.points[0].customdata); });
   });
-  el("methods-table").innerHTML = `<p class="note">Per dataset and method, from qd_table.csv:
-    number of configurations, median and best performance (click a name for its details). Dashed
-    lines: each proposer type alone, the mean correct of all its outputs in the outputs table ×100
+  const bestRow = r => [...Array(N).keys()].find(i => C.dataset[i] === r.dataset &&
+    C.method[i] === r.method && C.name[i] === r.best_config &&
+    C.performance[i] === r.performance_best && (r.aggregator == null || C.aggregator[i] === r.aggregator));
+  el("methods-table").innerHTML = `<p class="note">Per dataset and method, as the toolkit's method
+    table computes it from qd_table.csv: configurations, mean and best performance (click the best
+    for its details). Dashed lines: each proposer type alone, the mean correct of all its outputs
     (a baseline, not a configuration of the fit).</p>` +
     table([["dataset", r => esc(r.dataset)], ["method", r => esc(methodLabel(r.method))],
-      ["configurations", r => r.n_configs, "num"], ["median t", r => fmt(r.median_performance), "num"],
-      ["best t", r => fmt(r.best_performance), "num"],
-      ["best configuration", r => `<a href="#detail" data-cfg="${esc(r.best_config_id)}">` +
-        `${esc(r.best_name)} · ${esc(r.best_config_id)}</a>`]], QD.methods);
+      ...(QD.methods.some(r => r.aggregator != null) ? [["aggregator", r => esc(r.aggregator)]] : []),
+      ["configurations", r => r.n_configs, "num"], ["mean t", r => fmt(r.performance_mean), "num"],
+      ["best t", r => fmt(r.performance_best), "num"],
+      ["best configuration", r => { const i = bestRow(r); return i == null ? esc(r.best_config) :
+        `<a href="#detail" data-row="${i}">${esc(r.best_config)} · ${esc(C.config_id[i])}</a>`; }]],
+    QD.methods);
   el("methods-table").addEventListener("click", ev => {
-    const a = ev.target.closest("a[data-cfg]");
-    if (a) showConfig(C.config_id.indexOf(a.dataset.cfg));
+    const a = ev.target.closest("a[data-row]");
+    if (a) showConfig(+a.dataset.row);
   });
 }
 
