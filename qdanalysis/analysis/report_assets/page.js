@@ -217,7 +217,9 @@ function renderUsage() {
     (role, prompt_tokens, completion_tokens, latency_s): they were not made by qdanalysis.run.</p>`;
     return; }
   el("usage-table").innerHTML = `<p class="note">Rows of the outputs table per dataset, role and
-    model: calls (rows), ok, cached; tokens summed; latency of a call in seconds.</p>` + table([
+    model: calls (rows; an offline vote or a single model's pass-through is a row without tokens),
+    ok, cached; tokens summed; latency_s as each row recorded it (a batching backend records the
+    whole batch's time on each of its rows).</p>` + table([
     ["dataset", r => esc(r.dataset)], ["role", r => esc(r.role)], ["model", r => esc(r.model)],
     ["calls", r => r.calls, "num"], ["ok", r => r.ok, "num"], ["cached", r => r.cached, "num"],
     ["prompt tokens", r => (r.prompt_tokens ?? 0).toLocaleString(), "num"],
