@@ -40,13 +40,20 @@ def test_scatter_click_shows_questions_offline(which, request, tmp_path):
         assert s.page.locator(".qd-scatter .scatterlayer .point").count() == len(qd)
         xy = s.page.evaluate(_POINT_XY, [0, 0, 0])
         s.page.mouse.move(xy["x"], xy["y"])
+        hover = s.page.locator(".qd-scatter .hoverlayer .hovertext").first
+        hover.wait_for(timeout=10_000)
+        tip = hover.text_content() or ""
+        at = qd.iloc[xy["row"]]
+        for part in (f"quality q = {at['quality']:.3f}", f"diversity d = {at['diversity']:.3f}"):
+            assert part in tip
+        same = qd[(qd["quality"] == at["quality"]) & (qd["diversity"] == at["diversity"])]
+        assert any(c in tip for c in same["config_id"])  # this point, or one drawn on top of it
+        assert "slots: " in tip
+        assert "performance t = " in tip
         s.page.mouse.click(xy["x"], xy["y"])
         s.page.wait_for_selector("#cfg-head", timeout=15_000)
         cid = s.page.get_attribute("#cfg-head", "data-config-id")
         row = int(qd.index[qd["config_id"] == cid][0])
-        # The point clicked, or one drawn at the very same place (identical q and d).
-        at = qd.iloc[xy["row"]]
-        same = qd[(qd["quality"] == at["quality"]) & (qd["diversity"] == at["diversity"])]
         assert cid in set(same["config_id"])
         s.page.wait_for_selector("#questions .q", timeout=15_000)
         n_q = int(qd["n_questions"].iloc[row])
