@@ -38,7 +38,7 @@ from ..errors import ConfigError, DataError, DataWarning
 from ..outputs import add_proposer_column, load_outputs, proposer_rows
 from ..votes import answer_codes, oracle_scores, plurality_vote_scores
 from .export import Provenance, _write_sidecar
-from .stats import method_table, single_model_table
+from .methods import method_table, single_model_table
 
 __all__ = [
     "MAX_INLINE_BYTES",
