@@ -401,6 +401,104 @@ def _check_generate_args(
         )
 
 
+_Draw = tuple[tuple[str, int], ...]
+"""One configuration's slots as sorted ``(type, sample_index)`` pairs."""
+
+
+def _type_samples(outputs: pd.DataFrame, proposer_column: str) -> dict[str, list[int]]:
+    """Each proposer type's distinct sample indices, sorted, keyed by type in sorted order."""
+    return {
+        str(t): sorted(int(s) for s in g.unique())
+        for t, g in outputs.groupby(proposer_column, sort=True)["sample_index"]
+    }
+
+
+def _fitting_compositions(
+    types: Sequence[str], ns: Sequence[int], n_proposers: int, with_replacement: bool
+) -> list[tuple[int, ...]]:
+    """Slot counts per type (``ns`` samples each) filling ``n_proposers``; ConfigError if none."""
+    caps = [n_proposers if with_replacement else s for s in ns]
+    comps = list(_compositions(n_proposers, caps))
+    if not comps:
+        raise ConfigError(
+            f"generate_configs: no configuration of {n_proposers} slots fits; the types have "
+            f"{dict(zip(types, ns, strict=True))} samples. Lower n_proposers or pass "
+            "with_replacement=True."
+        )
+    return comps
+
+
+def _every_draw(
+    comps: Sequence[Sequence[int]],
+    types: Sequence[str],
+    samples: Mapping[str, Sequence[int]],
+    with_replacement: bool,
+) -> Iterator[_Draw]:
+    """Every draw of every composition, composition by composition (the whole space)."""
+    for c in comps:
+        yield from _all_draws(c, types, samples, with_replacement)
+
+
+def _draw_per_composition(
+    comps: Sequence[Sequence[int]],
+    types: Sequence[str],
+    samples: Mapping[str, Sequence[int]],
+    rng: np.random.Generator,
+    with_replacement: bool,
+    max_configs: int,
+) -> dict[_Draw, None]:
+    """Sampling steps 1 and 2: one random draw per composition, single-type ones first."""
+    single = [c for c in comps if sum(1 for x in c if x) == 1]
+    mixed = [c for c in comps if sum(1 for x in c if x) > 1]
+    order = [single[i] for i in rng.permutation(len(single))] + [
+        mixed[i] for i in rng.permutation(len(mixed))
+    ]
+    chosen: dict[_Draw, None] = {}
+    for c in order:
+        if len(chosen) >= max_configs:
+            break
+        chosen[_random_draw(c, types, samples, rng, with_replacement)] = None
+    return chosen
+
+
+def _fill_uniformly(
+    chosen: dict[_Draw, None],
+    comps: Sequence[Sequence[int]],
+    sizes: Sequence[int],
+    types: Sequence[str],
+    samples: Mapping[str, Sequence[int]],
+    rng: np.random.Generator,
+    with_replacement: bool,
+    max_configs: int,
+) -> None:
+    """Sampling step 3: add uniform draws from the whole space until ``max_configs`` are chosen."""
+    if len(chosen) >= max_configs:
+        return
+    if sum(sizes) <= _ENUMERATE_LIMIT:
+        # Small enough to list: pick the missing ones without replacement from the rest.
+        rest = [d for d in _every_draw(comps, types, samples, with_replacement) if d not in chosen]
+        need = max_configs - len(chosen)
+        for i in sorted(rng.choice(len(rest), size=need, replace=False)):
+            chosen[rest[i]] = None
+        return
+    # Too large to list: a composition with probability proportional to its draws, then a draw.
+    weights = np.array(sizes, dtype=float)
+    weights /= weights.sum()
+    while len(chosen) < max_configs:
+        c = comps[int(rng.choice(len(comps), p=weights))]
+        chosen[_random_draw(c, types, samples, rng, with_replacement)] = None
+
+
+def _draw_spec(draw: _Draw, aggregator: AggregatorSpec) -> ConfigSpec:
+    """The spec of one draw: ``"self_moa"`` when all slots share a type, else ``"mixed_moa"``."""
+    method = "self_moa" if len({t for t, _ in draw}) == 1 else "mixed_moa"
+    return ConfigSpec(
+        method=method,
+        proposers=tuple(ProposerSlot(model=t, sample_index=s) for t, s in draw),
+        aggregator=aggregator,
+    )
+
+
 def generate_configs(
     outputs: pd.DataFrame,
     *,
@@ -458,65 +556,19 @@ def generate_configs(
     15
     """
     _check_generate_args(outputs, n_proposers, max_configs, proposer_column)
-    agg = aggregator or AggregatorSpec()
-    samples: dict[str, list[int]] = {
-        str(t): sorted(int(s) for s in g.unique())
-        for t, g in outputs.groupby(proposer_column, sort=True)["sample_index"]
-    }
+    samples = _type_samples(outputs, proposer_column)
     types = sorted(samples)
     ns = [len(samples[t]) for t in types]
-    caps = [n_proposers if with_replacement else s for s in ns]
-    comps = list(_compositions(n_proposers, caps))
-    if not comps:
-        raise ConfigError(
-            f"generate_configs: no configuration of {n_proposers} slots fits; the types have "
-            f"{dict(zip(types, ns, strict=True))} samples. Lower n_proposers or pass "
-            "with_replacement=True."
-        )
-    total = sum(_n_draws(c, ns, with_replacement) for c in comps)
+    comps = _fitting_compositions(types, ns, n_proposers, with_replacement)
+    sizes = [_n_draws(c, ns, with_replacement) for c in comps]
     rng = np.random.default_rng(seed)
-    chosen: dict[tuple[tuple[str, int], ...], None] = {}
-    if total <= max_configs:
-        for c in comps:
-            for d in _all_draws(c, types, samples, with_replacement):
-                chosen[d] = None
+    if sum(sizes) <= max_configs:
+        chosen = dict.fromkeys(_every_draw(comps, types, samples, with_replacement))
     else:
-        single = [c for c in comps if sum(1 for x in c if x) == 1]
-        mixed = [c for c in comps if sum(1 for x in c if x) > 1]
-        order = [single[i] for i in rng.permutation(len(single))] + [
-            mixed[i] for i in rng.permutation(len(mixed))
-        ]
-        for c in order:
-            if len(chosen) >= max_configs:
-                break
-            chosen[_random_draw(c, types, samples, rng, with_replacement)] = None
-        if len(chosen) < max_configs:
-            if total <= _ENUMERATE_LIMIT:
-                rest = [
-                    d
-                    for c in comps
-                    for d in _all_draws(c, types, samples, with_replacement)
-                    if d not in chosen
-                ]
-                need = max_configs - len(chosen)
-                for i in sorted(rng.choice(len(rest), size=need, replace=False)):
-                    chosen[rest[i]] = None
-            else:
-                weights = np.array([_n_draws(c, ns, with_replacement) for c in comps], dtype=float)
-                weights /= weights.sum()
-                while len(chosen) < max_configs:
-                    c = comps[int(rng.choice(len(comps), p=weights))]
-                    chosen[_random_draw(c, types, samples, rng, with_replacement)] = None
-    specs = []
-    for draw in chosen:
-        method = "self_moa" if len({t for t, _ in draw}) == 1 else "mixed_moa"
-        specs.append(
-            ConfigSpec(
-                method=method,
-                proposers=tuple(ProposerSlot(model=t, sample_index=s) for t, s in draw),
-                aggregator=agg,
-            )
-        )
+        chosen = _draw_per_composition(comps, types, samples, rng, with_replacement, max_configs)
+        _fill_uniformly(chosen, comps, sizes, types, samples, rng, with_replacement, max_configs)
+    agg = aggregator or AggregatorSpec()
+    specs = [_draw_spec(draw, agg) for draw in chosen]
     return sorted(specs, key=lambda s: s.config_id)
 
 

@@ -742,6 +742,24 @@ def _summary(eng: Engine, store: RunStore, t0: float, n_failed: int) -> RunSumma
     )
 
 
+async def _run_configs(
+    eng: Engine,
+    questions: Sequence[Question],
+    configs: Sequence[ConfigSpec],
+    *,
+    tick: Callable[[], object],
+) -> int:
+    """Run every configuration on every question (``tick`` after each); the number that failed."""
+
+    async def one(q: Question, spec: ConfigSpec) -> MoAResult:
+        res = await run_config(q, spec, client=eng.client, _engine=eng)
+        tick()
+        return res
+
+    results = await asyncio.gather(*(one(q, s) for s in configs for q in questions))
+    return sum(r.final["status"] != "ok" for r in results)
+
+
 async def run_experiment(
     questions: Sequence[Question],
     configs: Sequence[ConfigSpec],
@@ -812,14 +830,7 @@ async def run_experiment(
         await asyncio.gather(*_pool_jobs(eng, questions, temps))
         n_failed = 0
         if not pool_only:
-
-            async def one(q: Question, spec: ConfigSpec) -> MoAResult:
-                res = await run_config(q, spec, client=client, _engine=eng)
-                bar.update(1)
-                return res
-
-            results = await asyncio.gather(*(one(q, s) for s in configs for q in questions))
-            n_failed = sum(r.final["status"] != "ok" for r in results)
+            n_failed = await _run_configs(eng, questions, configs, tick=lambda: bar.update(1))
     finally:
         bar.close()
     return _summary(eng, store, t0, n_failed)

@@ -111,6 +111,28 @@ def _limits(cpu_s: int, memory_mb: int, max_file_mb: int) -> None:  # runs in th
     resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
 
 
+def _command(code: str, *, isolate_network: bool) -> list[str]:
+    """The child's command line: isolated Python running the guard prelude, then ``code``."""
+    cmd = [sys.executable, "-I", "-c", _PRELUDE + code]
+    if isolate_network and network_isolation_available():
+        cmd = [shutil.which("unshare") or "unshare", "-rn", *cmd]
+    return cmd
+
+
+def _wait_or_kill(proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    """Wait for ``proc``; past ``timeout_s`` kill its process group. True when it timed out."""
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        return True
+    return False
+
+
 def run_python(
     code: str,
     *,
@@ -126,7 +148,7 @@ def run_python(
     code
         Python source. It sees no environment variables and a fresh empty cwd.
     timeout_s
-        Wall-clock limit in seconds; the CPU limit is the same rounded up.
+        Wall-clock limit in seconds; the CPU limit is this rounded up, plus one second.
     memory_mb
         Address-space limit in MiB.
     max_file_mb
@@ -153,9 +175,7 @@ def run_python(
             f"run_python: expected positive limits; got timeout_s={timeout_s!r}, "
             f"memory_mb={memory_mb!r}, max_file_mb={max_file_mb!r}."
         )
-    cmd = [sys.executable, "-I", "-c", _PRELUDE + code]
-    if isolate_network and network_isolation_available():
-        cmd = [shutil.which("unshare") or "unshare", "-rn", *cmd]
+    cmd = _command(code, isolate_network=isolate_network)
     # The CPU limit backs up the wall clock (a busy loop on an idle machine uses CPU as fast as
     # wall time): one second above it, so the wall-clock kill normally comes first.
     cpu_s = max(1, math.ceil(timeout_s)) + 1
@@ -175,16 +195,7 @@ def run_python(
             stderr=err_f,
             preexec_fn=functools.partial(_limits, cpu_s, memory_mb, max_file_mb),
         )
-        timed_out = False
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
+        timed_out = _wait_or_kill(proc, timeout_s)
         out, err = _read_capped(out_f), _read_capped(err_f)
     if proc.returncode in (-signal.SIGXCPU, -signal.SIGKILL) and not timed_out:
         # Killed by the CPU-time limit: the snippet ran out of time all the same.
