@@ -17,11 +17,7 @@ MAX_LINES = 80
 #: its module; the list must end empty. Entries: module -> imported package it may still name,
 #: or module:function for a function still over MAX_LINES.
 ALLOWED_IMPORTS: set[tuple[str, str]] = set()
-ALLOWED_LONG: set[str] = {
-    "qdanalysis.configs:generate_configs",
-    "qdanalysis.runner.moa:run_experiment",
-    "qdanalysis.runner.sandbox:run_python",
-}
+ALLOWED_LONG: set[str] = set()
 
 
 def module_name(path: Path, root: Path = PACKAGE) -> str:
