@@ -62,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Build proposer configurations from an outputs table, measure each configuration's "
         "quality (mean proposer accuracy), diversity (Vendi Score of output embeddings) and "
         "performance (ensemble accuracy), and fit performance ~ z(quality) + z(diversity) by "
-        "OLS per dataset (arXiv 2502.00674, Eq. 1). Writes qd_table.csv, coefficients.csv and "
-        "figures, each with a JSON provenance sidecar.",
+        "OLS per dataset (arXiv 2502.00674, Eq. 1). Writes qd_table.csv, coefficients.csv, "
+        "pairs.parquet (per-question measures) and figures, each with a JSON provenance sidecar.",
     )
     io = p.add_argument_group("input and output")
     io.add_argument(
