@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml .ci/constraints.txt
 	touch $@
 
 demo: setup
-	$(PY) -m qdanalysis.fit
+	$(PY) -m qdanalysis.fit --report
 
 figures: demo
 

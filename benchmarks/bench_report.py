@@ -34,7 +34,7 @@ def _text(rng: np.random.Generator, n: int) -> str:
 def synthetic_fit_dir(
     out: Path, *, n_configs: int = 300, n_questions: int = 1000, aggregator_rows: bool = False
 ) -> Path:
-    """A fit directory (tables, sidecar) and its outputs file, with invented numbers."""
+    """A fit directory (tables, pair table, sidecar) and its outputs file, with invented numbers."""
     from qdanalysis._hashing import file_sha256
 
     rng = np.random.default_rng(0)
@@ -121,6 +121,17 @@ def synthetic_fit_dir(
             "cov_type": "nonrobust",
         }
     ).to_csv(out / "coefficients.csv", index=False)
+    n_pairs = n_configs * n_questions
+    pd.DataFrame(
+        {
+            "dataset": "synthetic",
+            "config_id": np.repeat([r["config_id"] for r in qd], n_questions),
+            "question_id": np.tile([f"q{q:05d}" for q in range(n_questions)], n_configs),
+            "quality": rng.integers(0, 7, n_pairs) / 6,
+            "diversity": rng.uniform(1, 6, n_pairs),
+            "performance": rng.integers(0, 2, n_pairs).astype(float),
+        }
+    ).to_parquet(out / "pairs.parquet", index=False)
     side = {"inputs": [{"path": src.name, "sha256": file_sha256(src)}], "parameters": {}}
     (out / "qd_table.json").write_text(json.dumps(side))
     return out

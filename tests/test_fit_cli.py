@@ -191,3 +191,53 @@ def test_library_error_names_the_argument_and_fit_adds_its_flag(tmp_path, output
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "use aggregator='oracle'" in err  # the library's words
     assert err.endswith("(fit options: --aggregator)")  # the CLI's addition
+
+
+def test_fit_writes_the_pair_table_and_with_report_the_page(outputs_small, tmp_path, capsys):
+    src = tmp_path / "gsm8k_small_one_missing.jsonl"
+    outputs_small.iloc[1:].to_json(src, orient="records", lines=True)  # one slot output missing
+    out = tmp_path / "out"
+    args = ["--outputs", str(src), "--out-dir", str(out), "--max-configs", "20"]
+    assert main([*args, "--no-figures", "--no-progress", "-q", "--report"]) == 0
+    captured = capsys.readouterr()
+    printed = captured.out
+    warned = [w[len("warning: ") :] for w in captured.err.splitlines() if w.startswith("warning")]
+    assert any("lack an output for some slot" in w for w in warned)
+    pairs = pd.read_parquet(out / "pairs.parquet")
+    assert list(pairs.columns) == [
+        "dataset",
+        "config_id",
+        "question_id",
+        "quality",
+        "diversity",
+        "performance",
+    ]
+    qd = pd.read_csv(out / "qd_table.csv")
+    mean = pairs.groupby("config_id")["performance"].mean() * 100
+    assert (mean[qd["config_id"]].to_numpy() == qd["performance"].to_numpy()).all()
+    assert json.loads((out / "pairs.json").read_text())["artifacts"] == ["pairs.parquet"]
+    page = out / "report.html"
+    assert f"wrote {page}" in printed
+    assert "pairs.parquet" in page.read_text(encoding="utf-8")
+    text = page.read_text(encoding="utf-8")
+    overview = text.split('id="qd-overview">', 1)[1].split("</script>", 1)[0]
+    assert set(warned) <= set(json.loads(overview)["warnings"])  # the fit's warnings, shown
+    side = json.loads((out / "report.json").read_text())
+    assert side["artifacts"] == ["report.html"]
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".staging")]
+
+
+def test_a_failing_report_fails_fit_and_leaves_no_page(small_file, tmp_path, capsys, monkeypatch):
+    from qdanalysis.analysis import report
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(report, "_write_sidecar", boom)
+    out = tmp_path / "out"
+    args = ["--outputs", str(small_file), "--out-dir", str(out), "--max-configs", "20"]
+    assert main([*args, "--no-figures", "--no-progress", "-q", "--report"]) == 1
+    assert "disk full" in capsys.readouterr().err
+    assert (out / "qd_table.csv").is_file()  # the tables were published before the page
+    assert not list(out.glob("report*"))
+    assert not list(out.glob(".staging*"))

@@ -131,8 +131,9 @@ def save_table(
 ) -> list[Path]:
     """Write ``df`` as ``<out_dir>/<stem>.<fmt>`` for each format, plus ``<stem>.json``.
 
-    Formats: ``csv``, ``md`` (Markdown), ``tex`` (LaTeX booktabs). Each file is written to a
-    temporary name and renamed, so no reader sees a partial table.
+    Formats: ``csv``, ``md`` (Markdown), ``tex`` (LaTeX booktabs), ``parquet`` (column types
+    kept, no index). Each file is written to a temporary name and renamed, so no reader sees a
+    partial table.
 
     Returns
     -------
@@ -152,8 +153,13 @@ def save_table(
         elif fmt == "tex":
             with atomic_write(path, "w", encoding="utf-8") as fh:
                 fh.write(_latex_booktabs(df))
+        elif fmt == "parquet":
+            with atomic_path(path) as tmp:
+                df.to_parquet(tmp, index=False)
         else:
-            raise ConfigError(f"save_table format: expected 'csv', 'md' or 'tex'; got {fmt!r}.")
+            raise ConfigError(
+                f"save_table format: expected 'csv', 'md', 'tex' or 'parquet'; got {fmt!r}."
+            )
         written.append(path)
     written.append(_write_sidecar(out / f"{stem}.json", provenance, written))
     return written

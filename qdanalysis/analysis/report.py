@@ -1,12 +1,16 @@
 """An interactive HTML report of a fit's output directory, readable offline from disk.
 
 :func:`write_report` reads what ``python -m qdanalysis.fit --out-dir DIR`` wrote (``qd_table.csv``,
-``coefficients.csv``, the optional ``uncertainty.csv`` and ``diagnostics.csv``, and their
-``<stem>.json`` provenance sidecars) plus the outputs table the fit read, and writes one HTML file
-with its data embedded and plotly's JavaScript inlined: no server, no network. The page shows the
-numbers of the tables as they are (quality, diversity and performance are never recomputed here);
-per-question details come from the outputs table: each slot's output, answer and correctness, and
-the aggregator's output (runner rows) or the shared vote kernel's score (:mod:`qdanalysis.votes`).
+``coefficients.csv``, ``pairs.parquet``, the optional ``uncertainty.csv`` and ``diagnostics.csv``,
+and their ``<stem>.json`` provenance sidecars) plus the outputs table the fit read, and writes one
+HTML file with its data embedded and plotly's JavaScript inlined: no server, no network. The page
+shows the numbers of the tables as they are and recomputes none: each configuration's quality,
+diversity and performance from ``qd_table.csv``, and per question those of ``pairs.parquet`` (the
+measuring engine's pair table, :mod:`qdanalysis.analysis.pairs`). From the outputs table come
+only texts and labels: the output, answer and correctness filling each slot (located by the
+engine's :func:`~qdanalysis.analysis.pairs.slot_index`) and a run's aggregator rows, the final one
+marked by the aggregator registry's rule
+(:func:`~qdanalysis.analysis.aggregators.final_aggregator_rows`).
 
 Size: the overview (settings, coefficients, one point per configuration) is parsed on load; the
 per-question details sit in separate JSON blocks parsed only when a configuration is opened. When
@@ -31,14 +35,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from .._hashing import file_sha256
-from .._io import atomic_write
+from .._io import atomic_write, staged_dir
+from ..configs import ConfigSpec, ProposerSlot
 from ..errors import ConfigError, DataError, DataWarning
 from ..outputs import add_proposer_column, load_outputs, proposer_rows
-from ..votes import answer_codes, oracle_scores, plurality_vote_scores
+from .aggregators import final_aggregator_rows
 from .export import Provenance, _write_sidecar
 from .methods import method_table, single_model_table
+from .pairs import SlotIndex, slot_index
 
 __all__ = [
     "MAX_INLINE_BYTES",
@@ -55,6 +62,8 @@ MAX_INLINE_BYTES = 32 * 1024 * 1024
 _REQUIRED = ("qd_table.csv", "coefficients.csv")
 _OPTIONAL = ("uncertainty", "diagnostics", "r2")
 _USAGE_COLUMNS = ("role", "prompt_tokens", "completion_tokens", "latency_s")
+_PAIRS = "pairs.parquet"
+_PAIR_MEASURES = ("quality", "diversity", "performance")
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,10 @@ class FitDir:
     coefficients: pd.DataFrame
     tables: Mapping[str, pd.DataFrame]
     """Optional tables present: ``uncertainty``, ``diagnostics``, ``r2``."""
+    pairs: pd.DataFrame | None
+    """``pairs.parquet``: the measuring engine's quality, diversity and performance per
+    (dataset, configuration, question), as the fit wrote them; None for a fit made before the
+    pair table was written."""
     provenance: Mapping[str, Any]
     """The ``qd_table.json`` sidecar."""
     files: tuple[Path, ...]
@@ -107,13 +120,23 @@ def read_fit_dir(fit_dir: str | Path) -> FitDir:
         if (d / f"{stem}.csv").is_file():
             tables[stem] = pd.read_csv(d / f"{stem}.csv", dtype={"dataset": str})
             files.append(d / f"{stem}.csv")
+    pairs = None
+    if (d / _PAIRS).is_file():
+        pairs = pd.read_parquet(d / _PAIRS)
+        files.append(d / _PAIRS)
     side = d / "qd_table.json"
     prov: dict[str, Any] = {}
     if side.is_file():
         prov = json.loads(side.read_text(encoding="utf-8"))
         files.append(side)
     return FitDir(
-        path=d, qd_table=qd, coefficients=coefs, tables=tables, provenance=prov, files=tuple(files)
+        path=d,
+        qd_table=qd,
+        coefficients=coefs,
+        tables=tables,
+        pairs=pairs,
+        provenance=prov,
+        files=tuple(files),
     )
 
 
@@ -232,33 +255,9 @@ def _overview(fit: FitDir, notes: Sequence[str]) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
-class _Pool:
-    """One dataset's proposer outputs as a (question x slot) grid."""
-
-    qids: list[str]
-    slot_keys: list[str]
-    grid: np.ndarray  # (n_questions, n_slots) of row positions into ``rows``, -1 when absent
-    rows: pd.DataFrame
-
-
 def _natural(text: str) -> list[Any]:
     """Sort key that orders ``q/2`` before ``q/10``."""
     return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", text)]
-
-
-def _pool(rows: pd.DataFrame) -> _Pool:
-    rows = rows.reset_index(drop=True)
-    qids = sorted(rows["question_id"].astype(str).unique().tolist(), key=_natural)
-    keys = (rows["proposer"].astype(str) + "#" + rows["sample_index"].astype(str)).to_numpy()
-    slot_keys = sorted(set(keys.tolist()))
-    qpos = {q: i for i, q in enumerate(qids)}
-    spos = {k: i for i, k in enumerate(slot_keys)}
-    grid = np.full((len(qids), len(slot_keys)), -1, dtype=np.int64)
-    qi = rows["question_id"].astype(str).map(qpos).to_numpy()
-    si = np.array([spos[k] for k in keys], dtype=np.int64)
-    grid[qi, si] = np.arange(len(rows))
-    return _Pool(qids=qids, slot_keys=slot_keys, grid=grid, rows=rows)
 
 
 def _text(v: Any) -> str | None:
@@ -272,121 +271,143 @@ def _texts(df: pd.DataFrame, column: str) -> list[str | None]:
     return [_text(v) for v in df[column].tolist()]
 
 
-def _pool_chunk(pool: _Pool) -> dict[str, Any]:
-    r = pool.rows
-    first = r.drop_duplicates("question_id")
-    first = first.set_index(first["question_id"].astype(str))
+def _slot_indexes(qd: pd.DataFrame, rows: pd.DataFrame) -> list[tuple[list[int], SlotIndex]]:
+    """The engine's slot index of one dataset's qd_table rows, one per slot count, with the
+    positions in ``qd`` of its configurations. The configurations are rebuilt from the table's
+    ``proposers`` and ``samples`` (the lookup reads only the slots)."""
+    out = []
+    for _, grp in qd.groupby(qd["proposers"].map(lambda t: len(_json_list(t))), sort=True):
+        specs = [
+            ConfigSpec(
+                method="mixed_moa",
+                proposers=tuple(
+                    ProposerSlot(model=t, sample_index=int(k))
+                    for t, k in zip(_json_list(p), _json_list(s), strict=True)
+                ),
+            )
+            for p, s in zip(grp["proposers"], grp["samples"], strict=True)
+        ]
+        out.append((grp.index.tolist(), slot_index(rows, specs)))
+    return out
+
+
+def _slot_key(slot: ProposerSlot) -> str:
+    return f"{slot.model}#{slot.sample_index}"
+
+
+def _pool_chunk(indexes: list[SlotIndex], order: np.ndarray) -> dict[str, Any]:
+    """One dataset's questions and the output, answer and correctness filling each slot (rows
+    located by the engine's slot index), questions in ``order``."""
+    frame = indexes[0].frame
     cells = list(
         zip(
-            _texts(r, "output"),
-            _texts(r, "answer"),
-            [_clean(c) for c in r["correct"].tolist()],
+            _texts(frame, "output"),
+            _texts(frame, "answer"),
+            [_clean(c) for c in frame["correct"].tolist()],
             strict=True,
         )
     )
-    slots = {
-        k: [list(cells[i]) if i >= 0 else None for i in pool.grid[:, j].tolist()]
-        for j, k in enumerate(pool.slot_keys)
-    }
+    slots: dict[str, list[list[Any] | None]] = {}
+    for idx in indexes:
+        for c, spec in enumerate(idx.configs):
+            for j, slot in enumerate(spec.proposers):
+                col = idx.rows[c, order, j].tolist()
+                slots.setdefault(_slot_key(slot), [list(cells[r]) if r >= 0 else None for r in col])
+    qids = [str(q) for q in indexes[0].question_ids[order]]
+    first = frame.drop_duplicates("question_id")
+    first = first.set_index(first["question_id"].astype(str))
     ref = first["reference"] if "reference" in first else pd.Series(None, index=first.index)
     return {
-        "qids": pool.qids,
-        "questions": [_text(first.at[q, "question"]) for q in pool.qids],
-        "references": [_text(ref.get(q)) for q in pool.qids],
+        "qids": qids,
+        "questions": [_text(first.at[q, "question"]) for q in qids],
+        "references": [_text(ref.get(q)) for q in qids],
         "slots": slots,
     }
 
 
-def _vote_scores(pool: _Pool, slot_keys: list[str], aggregator: str) -> list[float | None]:
-    """Per-question score of an offline aggregator, from the shared vote kernel."""
-    cols = [pool.slot_keys.index(k) if k in pool.slot_keys else -1 for k in slot_keys]
-    idx = pool.grid[:, cols] if -1 not in cols else np.full((len(pool.qids), 1), -1)
-    present: list[bool] = np.asarray((idx >= 0).all(axis=1)).tolist()
-    r = pool.rows
-    correct = r["correct"].to_numpy(dtype=np.float64)[np.where(idx >= 0, idx, 0)]
-    if aggregator == "oracle":
-        score = oracle_scores(correct)
-    else:
-        codes = answer_codes(r["answer_key"].tolist()) if "answer_key" in r else None
-        keys = np.full(idx.shape, -1) if codes is None else codes[np.where(idx >= 0, idx, 0)]
-        score = plurality_vote_scores(keys, correct)
-    return [float(s) if ok else None for s, ok in zip(score.tolist(), present, strict=True)]
+def _final_flags(outputs: pd.DataFrame) -> NDArray[np.bool_]:
+    """Which rows of ``outputs`` are final aggregator rows, by the registry's rule: asked with
+    each row's position in place of its ``correct``, :func:`final_aggregator_rows` returns the
+    position of the row it takes as final for each pair."""
+    probe = outputs.reset_index(drop=True)
+    probe = probe.assign(correct=np.arange(len(probe), dtype=np.float64))
+    flags = np.zeros(len(probe), dtype=bool)
+    flags[final_aggregator_rows(probe)["performance"].to_numpy(dtype=np.int64)] = True
+    return flags
 
 
 def _aggregator_steps(agg: pd.DataFrame, qids: list[str]) -> list[list[list[Any]] | None]:
-    """Every aggregator row of one configuration per question, the final one last.
-
-    The final row is the one marked ``is_final`` when that column is filled, else the last step
-    (the rule of the performance engine); the others are shown in step order before it.
-    """
-    step = agg["step"].fillna(0) if "step" in agg else pd.Series(0, index=agg.index)
-    final = (
-        agg["is_final"].fillna(False).astype(bool)
-        if "is_final" in agg and agg["is_final"].notna().any()
-        else pd.Series(False, index=agg.index)
-    )
-    agg = agg.assign(agg_step=step, agg_final=final).sort_values(
-        ["agg_final", "agg_step"], kind="stable"
-    )
+    """Every aggregator row of one configuration per question, in step order, each as
+    ``[step, model, output, answer, correct, final]`` (``final`` from :func:`_final_flags`)."""
+    agg = agg.sort_values("step", kind="stable") if "step" in agg else agg
     by: dict[str, list[list[Any]]] = {}
-    for q, st, m, o, a, c in zip(
+    for q, st, m, o, a, c, f in zip(
         agg["question_id"].astype(str),
-        agg["agg_step"],
+        agg["step"] if "step" in agg else [None] * len(agg),
         agg["model"].astype(str),
         _texts(agg, "output"),
         _texts(agg, "answer"),
         agg["correct"].tolist(),
+        agg["_final"].tolist(),
         strict=True,
     ):
-        by.setdefault(q, []).append([_clean(st), m, o, a, _clean(c)])
+        by.setdefault(q, []).append([_clean(st), m, o, a, _clean(c), bool(f)])
     return [by.get(q) for q in qids]
 
 
-def _final_scores(steps: list[list[list[Any]] | None]) -> list[float | None]:
-    return [s[-1][4] if s else None for s in steps]
+def _pair_values(
+    table: pd.DataFrame | None, pairs: pd.DataFrame | None, qids: list[str]
+) -> dict[str, list[Any]]:
+    """One configuration's per-question quality, diversity and performance as the engine wrote
+    them to ``pairs.parquet`` (``table``; ``pairs`` its rows of this configuration): null for a
+    question the engine left out, and everywhere when the fit directory has no pair table."""
+    if table is None:
+        return {m: [None] * len(qids) for m in _PAIR_MEASURES}
+    if pairs is None:
+        pairs = table.iloc[:0]
+    by = pairs.set_index(pairs["question_id"].astype(str)).reindex(qids)
+    return {m: [_clean(v) for v in by[m].tolist()] for m in _PAIR_MEASURES}
+
+
+def _aggregator_groups(outputs: pd.DataFrame) -> dict[Any, pd.DataFrame]:
+    """The aggregator rows of ``outputs`` by (dataset, config_id), each marked ``_final``."""
+    if "role" not in outputs.columns or "config_id" not in outputs.columns:
+        return {}
+    o = outputs.reset_index(drop=True).assign(_final=_final_flags(outputs))
+    agg = o[o["role"] == "aggregator"]
+    return dict(tuple(agg.groupby(["dataset", "config_id"], sort=False)))
 
 
 def _detail_chunks(
-    qd: pd.DataFrame, outputs: pd.DataFrame, rows: pd.DataFrame
+    fit: FitDir, outputs: pd.DataFrame, rows: pd.DataFrame
 ) -> tuple[dict[str, Any], list[str]]:
     """Pool chunks (one per dataset) and configuration chunks (one per qd_table row).
 
     ``rows`` are the proposer rows of ``outputs`` with their ``proposer`` column.
     """
+    qd = fit.qd_table
     chunks: dict[str, Any] = {}
     notes: list[str] = []
-    has_agg = "role" in outputs.columns and "config_id" in outputs.columns
-    agg_by: dict[Any, pd.DataFrame] = {}
-    if has_agg:
-        agg_rows = outputs[outputs["role"] == "aggregator"]
-        if "status" in agg_rows.columns:
-            agg_rows = agg_rows[agg_rows["status"].isna() | (agg_rows["status"] == "ok")]
-        agg_by = dict(tuple(agg_rows.groupby(["dataset", "config_id"], sort=False)))
-    datasets = sorted(qd["dataset"].unique().tolist())
-    for di, ds in enumerate(datasets):
+    agg_by = _aggregator_groups(outputs)
+    pairs_by = {} if fit.pairs is None else dict(tuple(fit.pairs.groupby(["dataset", "config_id"])))
+    for di, ds in enumerate(sorted(qd["dataset"].unique().tolist())):
         sub = rows[rows["dataset"] == ds]
         if sub.empty:
             notes.append(f"{ds}: the outputs hold no proposer rows of this dataset.")
             continue
-        pool = _pool(sub)
-        chunks[f"p{di}"] = _pool_chunk(pool)
-        for ci in np.flatnonzero((qd["dataset"] == ds).to_numpy()).tolist():
-            row = qd.iloc[ci]
-            keys = [
-                f"{t}#{s}"
-                for t, s in zip(
-                    _json_list(row["proposers"]), _json_list(row["samples"]), strict=True
-                )
-            ]
-            agg = agg_by.get((ds, row["config_id"]))
-            if agg is not None:
-                steps = _aggregator_steps(agg, pool.qids)
-                scores, source = _final_scores(steps), "final aggregator row (correct)"
-            else:
-                steps = None
-                kind = "oracle" if str(row.get("aggregator")) == "oracle" else "plurality_vote"
-                scores, source = _vote_scores(pool, keys, kind), f"{kind} (shared vote kernel)"
-            chunks[f"c{ci}"] = {"slots": keys, "score": scores, "source": source, "agg": steps}
+        groups = _slot_indexes(qd[qd["dataset"] == ds], sub)
+        qids0 = groups[0][1].question_ids
+        order = np.array(sorted(range(len(qids0)), key=lambda i: _natural(str(qids0[i]))))
+        chunks[f"p{di}"] = pool = _pool_chunk([g for _, g in groups], order)
+        for positions, idx in groups:
+            for ci, spec in zip(positions, idx.configs, strict=True):
+                cid = qd.at[ci, "config_id"]
+                agg = agg_by.get((ds, cid))
+                chunks[f"c{ci}"] = {
+                    "slots": [_slot_key(s) for s in spec.proposers],
+                    **_pair_values(fit.pairs, pairs_by.get((ds, cid)), pool["qids"]),
+                    "agg": None if agg is None else _aggregator_steps(agg, pool["qids"]),
+                }
     return chunks, notes
 
 
@@ -425,8 +446,15 @@ def build_report_data(
     from ..outputs import find_output_files
 
     notes: list[str] = []
+    if fit.pairs is None:
+        notes.append(
+            f"{_PAIRS} is missing from the fit directory (a fit made before it was written): the "
+            "page shows no per-question quality, diversity or performance. Rerun `python -m "
+            "qdanalysis.fit` to get them."
+        )
     if outputs is None:
-        files, notes = _resolve_inputs(fit)
+        files, more = _resolve_inputs(fit)
+        notes += more
     else:
         files = []
         for p in outputs:
@@ -440,13 +468,13 @@ def build_report_data(
         notes += load_notes
         proposer_key = (fit.provenance.get("parameters") or {}).get("proposer_key") or ["model"]
         rows = add_proposer_column(proposer_rows(df), list(proposer_key))
-        chunks, more = _detail_chunks(fit.qd_table, df, rows)
+        chunks, more = _detail_chunks(fit, df, rows)
         overview["baselines"] = _records(single_model_table(df, proposer_key=proposer_key))
         notes += more
         usage = _usage(df)
     overview["usage"] = usage
     overview["warnings"] = _warnings(fit, [*notes, *warnings])
-    overview["details"] = {"available": bool(chunks)}
+    overview["details"] = {"available": bool(chunks), "pairs": fit.pairs is not None}
     return ReportData(overview=overview, chunks=chunks, output_files=tuple(files))
 
 
@@ -502,15 +530,6 @@ def write_report(
     html, files = render_page(
         data, files_dir=f"{page.stem}_files", max_inline_bytes=max_inline_bytes
     )
-    page.parent.mkdir(parents=True, exist_ok=True)
-    _clear_files_dir(page.parent / f"{page.stem}_files")
-    for name, text in files.items():
-        target = page.parent / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(target, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    with atomic_write(page, "w", encoding="utf-8") as fh:
-        fh.write(html)
     prov = Provenance(
         inputs=[*fit.files, *data.output_files],
         parameters={
@@ -520,5 +539,12 @@ def write_report(
         },
         argv=argv,
     )
-    _write_sidecar(page.with_suffix(".json"), prov, [page, *(page.parent / n for n in files)])
+    # Page, detail files and sidecar are published together or not at all.
+    with staged_dir(page.parent) as stage:
+        for name, text in {**files, page.name: html}.items():
+            (stage / name).parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write(stage / name, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        _write_sidecar(stage / f"{page.stem}.json", prov, [page, *(page.parent / n for n in files)])
+        _clear_files_dir(page.parent / f"{page.stem}_files")
     return page

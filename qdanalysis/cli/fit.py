@@ -11,6 +11,7 @@ import logging
 import math
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 from .._io import staged_dir
 from ..analysis.pipeline import AnalysisSpec
-from ..errors import ConfigError, DataError, QDAnalysisError
+from ..errors import ConfigError, DataError, QDAnalysisError, QDAnalysisWarning
 from ..outputs import find_output_files, load_outputs
 from ._common import base_parser, check_out_dir, run_main
 
@@ -61,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Build proposer configurations from an outputs table, measure each configuration's "
         "quality (mean proposer accuracy), diversity (Vendi Score of output embeddings) and "
         "performance (ensemble accuracy), and fit performance ~ z(quality) + z(diversity) by "
-        "OLS per dataset (arXiv 2502.00674, Eq. 1). Writes qd_table.csv, coefficients.csv and "
-        "figures, each with a JSON provenance sidecar.",
+        "OLS per dataset (arXiv 2502.00674, Eq. 1). Writes qd_table.csv, coefficients.csv, "
+        "pairs.parquet (per-question measures) and figures, each with a JSON provenance sidecar.",
     )
     io = p.add_argument_group("input and output")
     io.add_argument(
@@ -98,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="width of the coefficient figure (single 3.3 in, double 6.9 in)",
     )
     io.add_argument("--no-progress", action="store_true", help="no progress bars")
+    io.add_argument(
+        "--report",
+        action="store_true",
+        help="also write report.html (+ report.json), the interactive HTML report of the fit, "
+        "after the tables (see python -m qdanalysis.report)",
+    )
     cfg = p.add_argument_group("configurations")
     cfg.add_argument(
         "--proposer-key",
@@ -358,6 +365,9 @@ def _save_all(
     with staged_dir(out) as stage:
         written = save_table(res.qd_table, "qd_table", out_dir=stage, provenance=prov)
         written += save_table(
+            res.pairs, "pairs", out_dir=stage, formats=["parquet"], provenance=prov
+        )
+        written += save_table(
             res.coefficients, "coefficients", out_dir=stage, formats=fmts, provenance=prov
         )
         for stem in ("uncertainty", "r2", "diagnostics"):
@@ -390,9 +400,30 @@ def _report(res: Any, written: list[Path], elapsed_s: float) -> None:
         print(f"wrote {w}")  # noqa: T201
 
 
+def _analyze(args: argparse.Namespace, outputs: Any) -> tuple[Any, dict[str, Any], list[str]]:
+    """The analysis and every table, with the warnings they raised (shown on stderr once the
+    analysis ends or fails, and returned as lines for the report)."""
+    from ..analysis.pipeline import analyze
+
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", QDAnalysisWarning)
+            spec = build_spec(args)
+            cache: str | bool = False if args.no_cache else (args.cache_dir or True)
+            res = analyze(outputs, spec, cache=cache, progress=not args.no_progress)
+            tables = _stat_tables(res, outputs, args)
+    except QDAnalysisError as exc:
+        raise _with_flags(exc) from exc.__cause__
+    finally:
+        for w in caught:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    lines = [str(w.message) for w in caught if issubclass(w.category, QDAnalysisWarning)]
+    return res, tables, list(dict.fromkeys(lines))
+
+
 def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     from ..analysis.export import Provenance
-    from ..analysis.pipeline import analyze
 
     t0 = time.perf_counter()
     # Everything that can fail is checked or computed before the first byte is written; the
@@ -402,19 +433,20 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     if args.bootstrap and args.bootstrap < 2:
         raise ConfigError(f"--bootstrap: expected 0 (off) or at least 2; got {args.bootstrap!r}.")
     files, outputs = _load(args)
-    try:
-        spec = build_spec(args)
-        cache: str | bool = False if args.no_cache else (args.cache_dir or True)
-        res = analyze(outputs, spec, cache=cache, progress=not args.no_progress)
-        tables = _stat_tables(res, outputs, args)
-    except QDAnalysisError as exc:
-        raise _with_flags(exc) from exc.__cause__
+    res, tables, fit_warnings = _analyze(args, outputs)
     params = dict(res.parameters)
     if tables["_boot"] is not None:
         params["bootstrap"] = tables["_boot"].parameters
     argv_used = list(argv) if argv is not None else sys.argv[1:]
     prov = Provenance(inputs=files, parameters=params, argv=argv_used)
     written = _save_all(res, tables, out, prov, args)
+    if args.report:
+        from ..analysis.report import write_report
+
+        # After the tables are published (the page reads them); the page and its sidecar are
+        # published together or not at all, and a failure here fails the command.
+        page = write_report(out, outputs=files, warnings=fit_warnings, argv=argv_used)
+        written += [page, page.with_suffix(".json")]
     _report(res, written, time.perf_counter() - t0)
     return 0
 

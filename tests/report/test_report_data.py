@@ -47,15 +47,47 @@ def test_page_embeds_the_numbers_of_qd_table_and_coefficients(which, request, tm
 
 
 @pytest.mark.parametrize("which", ["run_fit", "vote_fit"])
-def test_per_question_scores_average_to_the_tables_performance(which, request):
+def test_per_question_values_are_those_of_pairs_parquet(which, request):
     fit_dir = request.getfixturevalue(which)
+    pairs = pd.read_parquet(fit_dir / "pairs.parquet")
     fit = read_fit_dir(fit_dir)
     data = build_report_data(fit)
-    assert data.overview["details"]["available"]
+    assert data.overview["details"] == {"available": True, "pairs": True}
+    shown = []
     for i, row in fit.qd_table.iterrows():
-        scores = [s for s in data.chunks[f"c{i}"]["score"] if s is not None]
-        assert len(scores) == row["n_questions"]
-        assert 100 * np.mean(scores) == pytest.approx(row["performance"], abs=1e-9)
+        cfg, qids = data.chunks[f"c{i}"], data.chunks["p0"]["qids"]
+        for k, qid in enumerate(qids):
+            if cfg["performance"][k] is not None:
+                vals = (cfg["quality"][k], cfg["diversity"][k], cfg["performance"][k])
+                shown.append((row["dataset"], row["config_id"], qid, *vals))
+    got = pd.DataFrame(shown, columns=pairs.columns)
+    key = ["dataset", "config_id", "question_id"]
+    want = pairs.astype({c: object for c in key}).sort_values(key, ignore_index=True)
+    got = got.astype({c: object for c in key}).sort_values(key, ignore_index=True)
+    pd.testing.assert_frame_equal(got, want, check_exact=True, check_dtype=False)
+
+
+@pytest.mark.parametrize("which", ["run_fit", "vote_fit"])
+def test_check_line_mean_of_pairs_performance_is_the_tables_t(which, request):
+    fit = read_fit_dir(request.getfixturevalue(which))
+    data = build_report_data(fit)
+    for i, row in fit.qd_table.iterrows():
+        t = [v for v in data.chunks[f"c{i}"]["performance"] if v is not None]
+        assert len(t) == row["n_questions"]
+        assert 100 * np.mean(t) == pytest.approx(row["performance"], abs=1e-9)
+
+
+def test_fit_without_pairs_parquet_warns_and_shows_no_per_question_values(run_fit, tmp_path):
+    d = tmp_path / "old-fit"
+    shutil.copytree(run_fit, d)
+    (d / "pairs.parquet").unlink()
+    data = build_report_data(read_fit_dir(d), outputs=[run_fit.parent / "outputs.jsonl"])
+    assert data.overview["details"] == {"available": True, "pairs": False}
+    assert any("pairs.parquet is missing" in w for w in data.overview["warnings"])
+    for key, chunk in data.chunks.items():
+        if key.startswith("c"):
+            assert {v for m in ("quality", "diversity", "performance") for v in chunk[m]} == {None}
+            assert chunk["agg"]  # the texts are still shown
 
 
 def test_run_store_details_show_slot_outputs_and_aggregator_rows(run_fit):
@@ -73,8 +105,11 @@ def test_run_store_details_show_slot_outputs_and_aggregator_rows(run_fit):
     row = row[row.role == "proposer"].iloc[0]
     assert pool["slots"]["smollm2#3"][q] == [row.output, row.answer, row.correct]
     agg = o[(o.config_id == cid) & (o.question_id == qid)].sort_values("step")
-    assert [s[2] for s in cfg["agg"][q]] == agg["output"].tolist()  # every step, final last
-    assert cfg["score"][q] == agg["correct"].iloc[-1]
+    assert [s[2] for s in cfg["agg"][q]] == agg["output"].tolist()  # every step, in order
+    finals = [s for s in cfg["agg"][q] if s[5]]
+    assert len(finals) == 1
+    assert finals[0][2] == agg["output"].iloc[-1]  # the registry's final row: the last step
+    assert cfg["performance"][q] == agg["correct"].iloc[-1]
     usage = {(u["role"], u["model"]): u for u in data.overview["usage"]}
     p = o[(o.role == "proposer") & (o.model == "smollm2")]
     assert usage[("proposer", "smollm2")]["calls"] == len(p)
@@ -87,7 +122,7 @@ def test_report_sidecar_records_its_inputs_and_the_fits_provenance(run_fit, tmp_
     page = write_report(run_fit, out=tmp_path / "r.html", argv=["x"])
     side = json.loads(page.with_suffix(".json").read_text())
     names = [Path(i["path"]).name for i in side["inputs"]]
-    assert {"qd_table.csv", "coefficients.csv", "outputs.jsonl"} <= set(names)
+    assert {"qd_table.csv", "coefficients.csv", "pairs.parquet", "outputs.jsonl"} <= set(names)
     assert all(i["sha256"] for i in side["inputs"])
     fit_side = json.loads((run_fit / "qd_table.json").read_text())
     assert side["parameters"]["fit_provenance"] == fit_side
@@ -109,6 +144,18 @@ def test_large_details_go_to_a_folder_beside_the_page(vote_fit, tmp_path):
     write_report(vote_fit, out=tmp_path / "big.html")  # small again: no stale folder left
     assert not (tmp_path / "big_files").exists()
     assert 'id="chunk-c0"' in (tmp_path / "big.html").read_text(encoding="utf-8")
+
+
+def test_a_failing_report_leaves_no_files(vote_fit, tmp_path, monkeypatch):
+    from qdanalysis.analysis import report
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(report, "_write_sidecar", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_report(vote_fit, out=tmp_path / "r.html", max_inline_bytes=0)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_inline_page_has_no_external_scripts(vote_fit, tmp_path):

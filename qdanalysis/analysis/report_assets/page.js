@@ -275,25 +275,29 @@ async function showConfig(i) {
     el("questions").innerHTML = `<p class="note">No per-question details: the outputs table was
       not found (see the warnings). Rerun the report with --outputs.</p>`; return;
   }
+  if (!QD.details.pairs) el("cfg-check").textContent = `No per-question quality, diversity or
+    performance: the fit directory has no pairs.parquet (see the warnings).`;
   try {
     const [pool, cfg] = await Promise.all([getChunk("p" + di), getChunk("c" + i)]);
     if (!pool || !cfg) { el("questions").innerHTML = `<p class="note">No outputs of this
       configuration in the outputs table.</p>`; return; }
     current = {i, pool, cfg, page: 0, size: 25, filter: "all"};
-    const sc = cfg.score.filter(v => v != null);
+    const sc = cfg.performance.filter(v => v != null);
     const mean = sc.length ? 100 * sc.reduce((a, b) => a + b, 0) / sc.length : null;
-    el("cfg-check").textContent = `Check: the mean of the per-question scores below, ×100, is
-      ${fmt(mean)} over ${sc.length} questions; qd_table.csv says t = ${fmt(C.performance[i])}.`;
+    if (QD.details.pairs) el("cfg-check").textContent = `Check: the mean of the per-question
+      performance below (pairs.parquet), ×100, is ${fmt(mean)} over ${sc.length} questions;
+      qd_table.csv says t = ${fmt(C.performance[i])}.`;
     renderQuestions();
   } catch (e) { el("questions").innerHTML = `<p class="bad">${esc(e.message)}</p>`; }
 }
 
 function questionOrder() {
   const {pool, cfg, filter} = current;
-  const all = [...pool.qids.keys()].filter(q => cfg.score[q] != null || cfg.agg?.[q]);
+  const all = [...pool.qids.keys()].filter(q => cfg.performance[q] != null || cfg.agg?.[q] ||
+    !QD.details.pairs);
   const slotOk = q => cfg.slots.map(k => pool.slots[k]?.[q]?.[2]);
-  if (filter === "wrong") return all.filter(q => (cfg.score[q] ?? 0) < 1);
-  if (filter === "right") return all.filter(q => (cfg.score[q] ?? 0) >= 1);
+  if (filter === "wrong") return all.filter(q => (cfg.performance[q] ?? 0) < 1);
+  if (filter === "right") return all.filter(q => (cfg.performance[q] ?? 0) >= 1);
   if (filter === "split") return all.filter(q => { const s = slotOk(q);
     return s.some(c => c >= 1) && s.some(c => c < 1); });
   return all;
@@ -306,7 +310,9 @@ function renderQuestions() {
   const shown = order.slice(current.page * current.size, (current.page + 1) * current.size);
   const opts = [["all", "all questions"], ["wrong", "aggregator wrong"], ["right", "aggregator right"],
     ["split", "proposers disagree on correctness"]];
-  let h = `<div class="pager">Score per question: <b>${esc(cfg.source)}</b>. Show
+  const source = QD.details.pairs ? "the fit's pairs.parquet (the measuring engine's values)"
+    : "none (no pairs.parquet in the fit directory)";
+  let h = `<div class="pager">Quality, diversity, performance per question: <b>${source}</b>. Show
     <select id="q-filter">${opts.map(([v, t]) => `<option value="${v}"${v === current.filter ?
     " selected" : ""}>${t}</option>`).join("")}</select>
     <select id="q-size">${PAGE_SIZES.map(s => `<option${s === current.size ? " selected" : ""}>${s}
@@ -318,15 +324,16 @@ function renderQuestions() {
     const nOk = slots.filter(s => s[1] && s[1][2] >= 1).length;
     h += `<div class="q" data-qid="${esc(pool.qids[q])}"><b>${esc(pool.qids[q])}</b>
       · reference <code>${esc(pool.references[q])}</code> · proposers correct ${nOk} of
-      ${slots.length} · aggregator ${mark(cfg.score[q])}
+      ${slots.length} · q = ${fmt(cfg.quality[q], 3)} · d = ${fmt(cfg.diversity[q], 3)} ·
+      performance ${mark(cfg.performance[q])}
       <div class="qtext">${fold(pool.questions[q], String(pool.questions[q] ?? "").length < 1500)}</div>
       <table class="slots"><colgroup><col class="c-slot"><col class="c-ans"><col class="c-ok">
       <col></colgroup><thead><tr><th>slot</th><th>answer</th><th>correct</th>
       <th>output</th></tr></thead><tbody>` +
       slots.map(([k, c]) => `<tr><td><code>${esc(k)}</code></td><td>${esc(c?.[1] ?? "—")}</td>
         <td>${mark(c?.[2])}</td><td class="out">${fold(c?.[0])}</td></tr>`).join("") +
-      (cfg.agg?.[q] || []).map((s, j, all) => `<tr class="agg"><td><b>aggregator</b> ${esc(s[1])}
-        step ${fmt(s[0], 0)}${j === all.length - 1 ? " (final)" : ""}</td><td>${esc(s[3] ?? "—")}</td><td>${mark(s[4])}</td>
+      (cfg.agg?.[q] || []).map(s => `<tr class="agg"><td><b>aggregator</b> ${esc(s[1])}
+        step ${fmt(s[0], 0)}${s[5] ? " (final)" : ""}</td><td>${esc(s[3] ?? "—")}</td><td>${mark(s[4])}</td>
         <td class="out">${fold(s[2])}</td></tr>`).join("") + `</tbody></table></div>`;
   }
   el("questions").innerHTML = h;
