@@ -43,13 +43,13 @@ __all__ = [
 DEFAULT_TOL = 1e-10
 
 
-def _check_q(q: float) -> float:
+def _check_q(q: float, *, name: str = "vendi order q") -> float:
     if isinstance(q, str):
         if q.lower() in ("inf", "infinity"):
             return math.inf
-        raise ConfigError(f"vendi order q: expected a number >= 0 or 'inf'; got {q!r}.")
+        raise ConfigError(f"{name}: expected a number >= 0 or 'inf'; got {q!r}.")
     if not isinstance(q, int | float | np.floating | np.integer) or not q >= 0:
-        raise ConfigError(f"vendi order q: expected a number >= 0 or math.inf; got {q!r}.")
+        raise ConfigError(f"{name}: expected a number >= 0 or math.inf; got {q!r}.")
     return float(q)
 
 
@@ -96,9 +96,9 @@ def _torch_cuda() -> Any:
     return torch if torch.cuda.is_available() else None
 
 
-def _check_tol(tol: float) -> float:
+def _check_tol(tol: float, *, name: str = "vendi tol") -> float:
     if not (isinstance(tol, int | float | np.floating) and 0 <= tol < 1):
-        raise ConfigError(f"vendi tol: expected a number in [0, 1); got {tol!r}.")
+        raise ConfigError(f"{name}: expected a number in [0, 1); got {tol!r}.")
     return float(tol)
 
 

@@ -121,8 +121,10 @@ class AnalysisSpec:
                 "AnalysisSpec.aggregator: expected a name or an Aggregator; got "
                 f"{type(self.aggregator).__name__}."
             )
-        object.__setattr__(self, "vendi_q", _check_q(self.vendi_q))
-        object.__setattr__(self, "vendi_tol", _check_tol(self.vendi_tol))
+        q = _check_q(self.vendi_q, name="AnalysisSpec.vendi_q")
+        object.__setattr__(self, "vendi_q", q)
+        tol = _check_tol(self.vendi_tol, name="AnalysisSpec.vendi_tol")
+        object.__setattr__(self, "vendi_tol", tol)
         _check_choice("quality", self.quality, _QUALITY_SOURCES)
         _check_choice("embedding_dtype", self.embedding_dtype, _EMBEDDING_DTYPES)
         _check_choice("cov_type", self.cov_type, COV_TYPES)
