@@ -190,7 +190,7 @@ def test_library_error_names_the_argument_and_fit_adds_its_flag(tmp_path, output
     assert main([*args, "--no-progress", "--no-figures", "--out-dir", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "use aggregator='oracle'" in err  # the library's words
-    assert err.endswith("(fit options: --aggregator)")  # the CLI's addition
+    assert err.endswith("(fit options: --aggregator, --performance)")  # the CLI's addition
 
 
 def test_fit_writes_the_pair_table_and_with_report_the_page(outputs_small, tmp_path, capsys):

@@ -11,7 +11,8 @@ The registry :data:`AGGREGATORS` holds the built-in rules by name:
   them: an LLM call, the runner's offline vote, or a single model's own answer).
 
 Any object with a ``name``, ``scores(block)`` and ``label(spec)`` is an :class:`Aggregator`;
-:class:`PerformanceTable` wraps a user-supplied table of per-(configuration, question) scores.
+:class:`PerformanceTable` wraps a user-supplied table of per-(configuration, question) scores
+(:meth:`PerformanceTable.from_file` reads one from CSV, JSONL or Parquet).
 
 Neighbours: :mod:`qdanalysis.votes` (the vote kernels), :mod:`qdanalysis.analysis.pairs` (the
 engine that asks an aggregator), :mod:`qdanalysis.analysis.pipeline` (resolves ``"auto"``).
@@ -19,8 +20,9 @@ engine that asks an aggregator), :mod:`qdanalysis.analysis.pipeline` (resolves `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -29,6 +31,7 @@ from numpy.typing import NDArray
 
 from ..configs import ConfigSpec
 from ..errors import ConfigError, DataError
+from ..outputs import _read_jsonl
 from ..votes import oracle_scores, plurality_vote_scores
 
 __all__ = [
@@ -161,6 +164,83 @@ def spec_aggregator_label(spec: ConfigSpec) -> str:
     return agg.kind
 
 
+def _read_performance(path: Path) -> pd.DataFrame:
+    """The rows of a performance file with the 1-based ``_line`` of each (CSV line 1: header)."""
+    low = path.name.lower()
+    if not path.is_file():
+        raise DataError(
+            "expected a performance file; it does not exist. Check the path.", path=path
+        )
+    try:
+        if low.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
+            return _read_jsonl(path)
+        if low.endswith((".csv", ".csv.gz")):
+            # Keys stay text: a config_id of hex digits such as "12e4..." must not become a float.
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+            return df.assign(_line=np.arange(len(df)) + 2)
+        if low.endswith((".parquet", ".pq")):
+            df = pd.read_parquet(path)
+            return df.assign(_line=np.arange(len(df)) + 1)
+    except DataError:
+        raise
+    except Exception as exc:  # pandas and pyarrow raise many types
+        raise DataError(
+            f"could not read the performance table ({type(exc).__name__}: {exc}). Check that it "
+            "is a complete CSV, JSONL or Parquet file.",
+            path=path,
+        ) from exc
+    raise DataError(
+        f"expected a performance table ending in .csv, .jsonl, .jsonl.gz or .parquet; got "
+        f"{path.name!r}. Convert it to one of these.",
+        path=path,
+    )
+
+
+def _check_performance_rows(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """The validated key and ``performance`` columns of a performance file's rows."""
+    key = "config_id" if "config_id" in df.columns else "name"
+    want = [key, "question_id", "performance"]
+    missing = [c for c in want if c not in df.columns]
+    if missing:
+        raise DataError(
+            "expected columns config_id (or name), question_id and performance (optionally "
+            f"dataset); missing {missing}. Present: "
+            f"{[c for c in df.columns if not str(c).startswith('_')]}.",
+            path=path,
+        )
+    cols = [c for c in ("dataset", key, "question_id") if c in df.columns]
+    for c in cols:
+        null = df[c].isna() | (df[c].astype(str).str.strip() == "")
+        if null.any():
+            line = int(df.loc[null, "_line"].iloc[0])
+            raise DataError(
+                f"expected a value; got {df.loc[null, c].iloc[0]!r}.",
+                path=path,
+                line=line,
+                column=c,
+            )
+    perf = pd.to_numeric(df["performance"], errors="coerce")
+    bad = ~perf.between(0.0, 1.0)
+    if bad.any():
+        raise DataError(
+            f"expected a number in [0, 1]; got {df.loc[bad, 'performance'].iloc[0]!r}. Scale "
+            "scores to [0, 1].",
+            path=path,
+            line=int(df.loc[bad, "_line"].iloc[0]),
+            column="performance",
+        )
+    out = df[cols].astype(str).assign(performance=perf.astype(np.float64))
+    dup = out.duplicated(cols)
+    if dup.any():
+        raise DataError(
+            f"expected one row per {tuple(cols)}; got a second one for "
+            f"{tuple(out.loc[dup, cols].iloc[0])!r}. Remove the duplicate.",
+            path=path,
+            line=int(df.loc[dup, "_line"].iloc[0]),
+        )
+    return out.reset_index(drop=True)
+
+
 @dataclass(frozen=True, kw_only=True, eq=False)
 class PerformanceTable:
     """A user-supplied score per (configuration, question): any aggregator computed elsewhere.
@@ -168,10 +248,13 @@ class PerformanceTable:
     Parameters
     ----------
     table
-        Columns ``config_id, question_id, performance`` (in [0, 1]) and optionally ``dataset``;
-        one row per key. Pairs without a row get no score and are dropped.
+        Columns ``config_id`` (or ``name``, the QD table's configuration name: see
+        :meth:`with_config_ids`), ``question_id``, ``performance`` (in [0, 1]) and optionally
+        ``dataset``; one row per key. Pairs without a row get no score and are dropped.
     name
         The aggregator's name (the ``aggregator`` column of every table).
+    source
+        The file the table was read from, if any (:meth:`from_file`).
 
     Examples
     --------
@@ -184,12 +267,15 @@ class PerformanceTable:
     """The scores (validated)."""
     name: str = "user"
     """The aggregator's name."""
+    source: str | None = None
+    """The file the table was read from."""
 
     def __post_init__(self) -> None:
         t = self.table
         if not isinstance(t, pd.DataFrame):
             raise ConfigError(f"PerformanceTable table: expected a DataFrame; got {type(t)!r}.")
-        missing = [c for c in [*_KEYS, "performance"] if c not in t.columns]
+        key = "name" if "config_id" not in t.columns and "name" in t.columns else "config_id"
+        missing = [c for c in [key, "question_id", "performance"] if c not in t.columns]
         if missing:
             raise DataError(
                 f"PerformanceTable table: expected columns {[*_KEYS, 'performance']}; missing "
@@ -203,7 +289,7 @@ class PerformanceTable:
                 f"{t.loc[bad, 'performance'].iloc[0]!r}. Scale scores to [0, 1].",
                 column="performance",
             )
-        keys = [c for c in ("dataset", *_KEYS) if c in t.columns]
+        keys = [c for c in ("dataset", key, "question_id") if c in t.columns]
         dup = t.duplicated(keys)
         if dup.any():
             r = t[dup].iloc[0]
@@ -211,6 +297,63 @@ class PerformanceTable:
                 f"PerformanceTable table: expected one row per {tuple(keys)}; got several for "
                 f"{tuple(r[k] for k in keys)!r}."
             )
+
+    @classmethod
+    def from_file(cls, path: str | Path, *, name: str = "user") -> PerformanceTable:
+        """Read a performance table from CSV, JSONL (``.gz``) or Parquet.
+
+        Raises
+        ------
+        DataError
+            If the file is unreadable, lacks a column, or a row has an empty key, a score
+            outside [0, 1] or a duplicate key (the error names the file, line and column).
+        """
+        p = Path(path)
+        df = _read_performance(p)
+        if len(df) == 0:
+            raise DataError("expected at least one row; the file is empty.", path=p)
+        return cls(table=_check_performance_rows(df, p), name=name, source=str(p))
+
+    @property
+    def keyed_by_name(self) -> bool:
+        """Whether rows name configurations by ``name`` rather than ``config_id``."""
+        return "config_id" not in self.table.columns
+
+    @property
+    def is_binary(self) -> bool:
+        """Whether every score is 0 or 1 (an accuracy) rather than a continuous score."""
+        return bool(self.table["performance"].isin([0.0, 1.0]).all())
+
+    def with_config_ids(self, names: Mapping[str, Sequence[tuple[str, str]]]) -> PerformanceTable:
+        """The table keyed by ``config_id``, given dataset -> its ``(config_id, name)`` pairs.
+
+        A table without a ``dataset`` column applies its names to every dataset; names that
+        match no configuration are dropped (their rows score nothing).
+
+        Raises
+        ------
+        ConfigError
+            If a name of the table belongs to several configurations of a dataset.
+        """
+        if not self.keyed_by_name:
+            return self
+        t = self.table
+        parts = []
+        for ds, pairs in names.items():
+            rows = t[t["dataset"] == ds] if "dataset" in t.columns else t
+            ids = pd.DataFrame(list(pairs), columns=["config_id", "name"])
+            shared = ids[ids["name"].duplicated(keep=False) & ids["name"].isin(rows["name"])]
+            if not shared.empty:
+                raise ConfigError(
+                    f"PerformanceTable table: dataset {ds!r}: expected names that each belong to "
+                    f"one configuration; {shared['name'].iloc[0]!r} names "
+                    f"{sorted(shared.loc[shared['name'] == shared['name'].iloc[0], 'config_id'])}. "
+                    "Key the table by config_id."
+                )
+            parts.append(rows.assign(dataset=ds).merge(ids, on="name", how="inner"))
+        cols = ["dataset", *_KEYS, "performance"]
+        out = pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+        return replace(self, table=out)
 
     def scores(self, block: SlotBlock) -> NDArray[np.float64]:
         """The table's score of every pair of ``block`` (NaN where it has none)."""

@@ -22,10 +22,11 @@ from typing import Any
 
 import pandas as pd
 
+from .._hashing import file_sha256
 from ..configs import AggregatorSpec, ConfigSpec, configs_from_frame, generate_configs, type_letters
 from ..errors import ConfigError, DataError
 from ..outputs import add_proposer_column, proposer_rows
-from .aggregators import AGGREGATORS, Aggregator, get_aggregator
+from .aggregators import AGGREGATORS, Aggregator, PerformanceTable, get_aggregator
 from .diversity import DEFAULT_TOL, _check_q, _check_tol
 from .embeddings import CACHE_FILE, DEFAULT_EMBEDDING_MODEL, Embeddings, default_cache_dir
 from .regression import COV_TYPES, RegressionSpec
@@ -97,6 +98,12 @@ class AnalysisSpec:
     """OLS covariance of the fits (``nonrobust`` is the paper's plain OLS)."""
     ddof: int = RegressionSpec.ddof
     """Degrees of freedom of the z-scores' standard deviation."""
+    performance: str | None = None
+    """A performance table file (:meth:`PerformanceTable.from_file
+    <qdanalysis.analysis.aggregators.PerformanceTable.from_file>`): its scores replace the
+    aggregator's (``aggregator`` must then be ``"auto"``)."""
+    performance_sha256: str | None = None
+    """SHA-256 of :attr:`performance`, filled in when None; a given one must match the file."""
 
     def __post_init__(self) -> None:
         key = (self.proposer_key,) if isinstance(self.proposer_key, str) else self.proposer_key
@@ -128,6 +135,37 @@ class AnalysisSpec:
         _check_choice("quality", self.quality, _QUALITY_SOURCES)
         _check_choice("embedding_dtype", self.embedding_dtype, _EMBEDDING_DTYPES)
         _check_choice("cov_type", self.cov_type, COV_TYPES)
+        self._check_performance()
+
+    def _check_performance(self) -> None:
+        if self.performance is None:
+            if self.performance_sha256 is not None:
+                raise ConfigError(
+                    "AnalysisSpec.performance_sha256: expected None without a performance file; "
+                    f"got {self.performance_sha256!r}."
+                )
+            return
+        path = Path(self.performance)
+        if not path.is_file():
+            raise ConfigError(
+                f"AnalysisSpec.performance: expected a performance table file; got "
+                f"{self.performance!r}, which does not exist. Check the path."
+            )
+        if self.aggregator != "auto":
+            raise ConfigError(
+                f"AnalysisSpec.aggregator: expected 'auto' with performance={self.performance!r} "
+                f"(the table's scores replace the aggregator's); got {self.aggregator_name!r}. "
+                "Drop one of the two."
+            )
+        object.__setattr__(self, "performance", str(path))
+        sha = file_sha256(path)
+        if self.performance_sha256 is None:
+            object.__setattr__(self, "performance_sha256", sha)
+        elif self.performance_sha256 != sha:
+            raise ConfigError(
+                f"AnalysisSpec.performance_sha256: expected the hash of {self.performance!r}; got "
+                f"{self.performance_sha256!r}, the file's is {sha!r} (it changed since)."
+            )
 
     @property
     def aggregator_name(self) -> str:
@@ -186,7 +224,9 @@ class Analysis:
     parameters: dict[str, Any] = field(default_factory=dict)
     """For sidecars: ``spec.to_dict()`` under ``"spec"`` and flattened, and what the run found
     (``embedding_model``: the embedder's name with its weights hash, device, truncation,
-    formula, letters, configuration counts)."""
+    formula, letters, configuration counts, ``score_scale``: ``"binary"`` when every ``correct``
+    and user score is 0 or 1, so performance and quality are accuracies in %, else
+    ``"continuous"``, so they are mean scores ×100)."""
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds per stage."""
 
@@ -203,7 +243,8 @@ def _fit_input(qd: pd.DataFrame, quality: str) -> pd.DataFrame:
 
 
 def _resolve_aggregator(outputs: pd.DataFrame, spec: AnalysisSpec) -> AnalysisSpec:
-    if spec.aggregator != "auto":
+    # With a performance table the aggregator stays "auto": the table replaces it.
+    if spec.aggregator != "auto" or spec.performance is not None:
         return spec
     has_agg = "role" in outputs.columns and bool((outputs["role"] == "aggregator").any())
     return replace(spec, aggregator="llm" if has_agg else "plurality_vote")
@@ -236,6 +277,55 @@ def _proposers(outputs: pd.DataFrame, spec: AnalysisSpec) -> pd.DataFrame:
             "expected proposer rows (no role, or role 'proposer'); the outputs have none."
         )
     return rows
+
+
+def _score_fixes(binary: bool) -> str:
+    """The aggregators that can score a dataset without answer keys (binary ``correct`` or not)."""
+    fits = [
+        "aggregator='llm' with a run's aggregator rows (role == 'aggregator')",
+        "scores computed elsewhere as a performance table (performance=FILE with columns "
+        "config_id or name, question_id, performance in [0, 1]; or "
+        "aggregator=PerformanceTable(...))",
+    ]
+    if binary:
+        fits.insert(0, "use aggregator='oracle' (any slot correct: an upper bound, not a vote)")
+    return f"Options that fit: {'; '.join(fits)}."
+
+
+def _check_scores(rows: pd.DataFrame, spec: AnalysisSpec) -> dict[str, bool]:
+    """Dataset -> whether its ``correct`` is binary (0/1); refuses an aggregator that cannot
+    score a dataset (run before configurations and embeddings, so it fails in seconds).
+
+    Raises
+    ------
+    ConfigError
+        If ``plurality_vote`` meets a dataset without answer keys, or ``oracle`` one whose
+        ``correct`` is continuous (the best slot's judge score is no ensemble accuracy).
+    """
+    binary: dict[str, bool] = {}
+    name = spec.aggregator_name if spec.performance is None else "performance"
+    for ds, g in rows.groupby("dataset", sort=True):
+        correct = g["correct"].dropna()
+        binary[str(ds)] = is_bin = bool(correct.isin([0.0, 1.0]).all())
+        k = g["answer_key"] if "answer_key" in g.columns else pd.Series(dtype=object)
+        keys = bool((k.notna() & (k.astype(str).str.strip() != "")).any())
+        if name == "plurality_vote" and not keys:
+            why = "plurality_vote votes on answer keys"
+        elif name == "oracle" and not is_bin:
+            why = (
+                "oracle takes each question's best slot score, and on continuous scores (e.g. "
+                "judge preferences) that is a best-of-n score, not an ensemble accuracy"
+            )
+        else:
+            continue
+        kind = "binary (0/1)" if is_bin else f"continuous in [{correct.min():g}, {correct.max():g}]"
+        found = "answer keys present" if keys else "no answer keys (answer_key empty)"
+        raise ConfigError(
+            f"dataset {ds!r}: aggregator {name!r} cannot score it: expected "
+            f"{'answer keys' if not keys else 'a binary correct'}; got correct {kind} and "
+            f"{found}; {why}. {_score_fixes(is_bin)}"
+        )
+    return binary
 
 
 def _letters(rows: pd.DataFrame) -> dict[str, dict[str, str]]:
@@ -293,6 +383,41 @@ def _configs(
             )
         log.info("dataset %s: %d configurations", ds, len(configs[str(ds)]))
     return configs
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What :func:`analyze` settles before embedding anything."""
+
+    spec: AnalysisSpec
+    rows: pd.DataFrame
+    aggregator: Aggregator
+    configs: dict[str, list[ConfigSpec]]
+    letters: dict[str, dict[str, str]]
+    score_scale: str
+
+
+def _prepare(outputs: pd.DataFrame, spec: AnalysisSpec) -> _Prepared:
+    """Resolve the aggregator, check it fits the scores, build the configurations."""
+    spec = _resolve_aggregator(outputs, spec)
+    rows = _proposers(outputs, spec)
+    binary = _check_scores(rows, spec)
+    aggregator: Aggregator
+    if spec.performance is not None:
+        aggregator = PerformanceTable.from_file(spec.performance)
+    else:
+        aggregator = get_aggregator(spec.aggregator, outputs)
+    configs = _configs(rows, outputs, spec)
+    letters = _letters(rows)
+    if isinstance(aggregator, PerformanceTable) and aggregator.keyed_by_name:
+        names = {
+            ds: [(c.config_id, "".join(letters[ds][t] for t in c.types)) for c in cs]
+            for ds, cs in configs.items()
+        }
+        aggregator = aggregator.with_config_ids(names)
+    table_binary = not isinstance(aggregator, PerformanceTable) or aggregator.is_binary
+    scale = "binary" if all(binary.values()) and table_binary else "continuous"
+    return _Prepared(spec, rows, aggregator, configs, letters, scale)
 
 
 def _embed(
@@ -372,22 +497,27 @@ def analyze(
     DataError
         If the outputs have no proposer rows.
     ConfigError
-        If the aggregator does not fit the outputs (e.g. ``"llm"`` without aggregator rows).
+        If the aggregator does not fit the outputs (``"llm"`` without aggregator rows,
+        ``"plurality_vote"`` without answer keys, ``"oracle"`` on continuous ``correct``),
+        raised before anything is embedded.
     """
     from .regression import coefficient_table, fit_by
 
-    spec = _resolve_aggregator(outputs, spec if spec is not None else AnalysisSpec())
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    rows = _proposers(outputs, spec)
-    aggregator = get_aggregator(spec.aggregator, outputs)
-    configs = _configs(rows, outputs, spec)
+    prep = _prepare(outputs, spec if spec is not None else AnalysisSpec())
+    spec, rows, aggregator, configs, letters = (
+        prep.spec,
+        prep.rows,
+        prep.aggregator,
+        prep.configs,
+        prep.letters,
+    )
     timings["configs_s"] = time.perf_counter() - t
     t = time.perf_counter()
     emb, embedder = _embed(rows["output"].tolist(), spec, embedder, cache, progress)
     timings["embed_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    letters = _letters(rows)
     qd, pairs = _measure(rows, configs, emb, spec, aggregator, letters)
     timings["measure_s"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -398,6 +528,7 @@ def analyze(
         "formula": reg.formula,
         "letters": letters,
         "n_configs": {ds: len(c) for ds, c in configs.items()},
+        "score_scale": prep.score_scale,
     }
     return Analysis(
         spec=spec,

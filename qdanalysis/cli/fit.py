@@ -137,6 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
         "is any slot correct; 'auto' = llm when aggregator rows exist, else plurality",
     )
     meas.add_argument(
+        "--performance",
+        default=None,
+        metavar="FILE",
+        help="a table of per-(configuration, question) scores computed elsewhere (CSV, JSONL, "
+        "Parquet; columns config_id or name, question_id, performance in [0, 1], optional "
+        "dataset): replaces the aggregator; its path and SHA-256 go into every sidecar",
+    )
+    meas.add_argument(
         "--vendi-order",
         type=_order,
         default=_D.vendi_q,
@@ -257,7 +265,9 @@ def _load(args: argparse.Namespace) -> tuple[list[Path], Any]:
 def build_spec(args: argparse.Namespace) -> AnalysisSpec:
     """The :class:`~qdanalysis.analysis.pipeline.AnalysisSpec` of parsed ``fit`` arguments."""
     # Every spec field has an option of the same name, except vendi_q (--vendi-order).
-    values = {f.name: getattr(args, _DEST.get(f.name, f.name)) for f in fields(AnalysisSpec)}
+    # performance_sha256 is computed from the file (no option).
+    names = [f.name for f in fields(AnalysisSpec) if f.name != "performance_sha256"]
+    values = {n: getattr(args, _DEST.get(n, n)) for n in names}
     values["proposer_key"] = tuple(c.strip() for c in args.proposer_key.split(",") if c.strip())
     values["aggregator"] = _AGG_NAMES.get(args.aggregator, args.aggregator)
     return AnalysisSpec(**values)
@@ -269,13 +279,16 @@ _FLAGS = {
     "aggregator": "--aggregator",
     "quality": "--quality",
     "vendi": "--vendi-order/--vendi-tol",
+    "performance=": "--performance",
+    "AnalysisSpec.performance": "--performance",
+    "PerformanceTable": "--performance",
 }
 
 
 def _with_flags(exc: QDAnalysisError) -> QDAnalysisError:
     """The same error with the fit options that set the arguments it names."""
     msg = str(exc)
-    flags = [f for name, f in _FLAGS.items() if name in msg]
+    flags = list(dict.fromkeys(f for name, f in _FLAGS.items() if name in msg))
     if not flags:
         return exc
     exc.args = (f"{msg} (fit options: {', '.join(flags)})", *exc.args[1:])
@@ -314,6 +327,25 @@ def _stat_tables(res: Any, outputs: Any, args: argparse.Namespace) -> dict[str, 
     return tables
 
 
+#: Axis-label texts of accuracies -> their wording for continuous scores (judge preferences).
+_SCORE_UNITS = {
+    "accuracy points": "score points (×100)",
+    "mean accuracy": "mean score",
+    "accuracy (%)": "mean score (×100)",
+    "(%)": "(×100)",
+}
+
+
+def _score_units(fig: Any) -> None:
+    """Relabel a figure's axes for continuous scores: they are mean scores ×100, not %."""
+    for ax in fig.axes:
+        for get, put in ((ax.get_xlabel, ax.set_xlabel), (ax.get_ylabel, ax.set_ylabel)):
+            text = get()
+            for old, new in _SCORE_UNITS.items():
+                text = text.replace(old, new)
+            put(text)
+
+
 def _save_figures(res: Any, unc: Any, stage: Path, prov: Any, width: str) -> list[Path]:
     import matplotlib as mpl
 
@@ -349,6 +381,8 @@ def _save_figures(res: Any, unc: Any, stage: Path, prov: Any, width: str) -> lis
             a.set_title(ds, fontsize=7)
         figs["fig_residuals"] = fig
         for stem, f in figs.items():
+            if res.parameters.get("score_scale") == "continuous":
+                _score_units(f)
             written += save_figure(f, stem, out_dir=stage, provenance=prov)
             plt.close(f)
     return written
@@ -390,6 +424,11 @@ def _report(res: Any, written: list[Path], elapsed_s: float) -> None:
         f"quality={params['quality']}; aggregator={params['aggregator']}; Vendi "
         f"q={params['vendi_q']}; embeddings {emb.model}):"
     )
+    if params.get("score_scale") == "continuous":
+        print(  # noqa: T201
+            "correct holds continuous scores: performance and quality are mean scores (×100), "
+            "not accuracies (%)"
+        )
     print(_format_summary(res.coefficients))  # noqa: T201
     print(  # noqa: T201
         f"\nembedded {emb.n_embedded} texts ({emb.n_cached} from cache, {emb.n_truncated} "
