@@ -310,8 +310,9 @@ def _check_scores(rows: pd.DataFrame, spec: AnalysisSpec) -> dict[str, bool]:
         k = g["answer_key"] if "answer_key" in g.columns else pd.Series(dtype=object)
         keys = bool((k.notna() & (k.astype(str).str.strip() != "")).any())
         if name == "plurality_vote" and not keys:
-            why = "plurality_vote votes on answer keys"
+            expected, why = "answer keys", "plurality_vote votes on answer keys"
         elif name == "oracle" and not is_bin:
+            expected = "a binary (0/1) correct"
             why = (
                 "oracle takes each question's best slot score, and on continuous scores (e.g. "
                 "judge preferences) that is a best-of-n score, not an ensemble accuracy"
@@ -321,9 +322,8 @@ def _check_scores(rows: pd.DataFrame, spec: AnalysisSpec) -> dict[str, bool]:
         kind = "binary (0/1)" if is_bin else f"continuous in [{correct.min():g}, {correct.max():g}]"
         found = "answer keys present" if keys else "no answer keys (answer_key empty)"
         raise ConfigError(
-            f"dataset {ds!r}: aggregator {name!r} cannot score it: expected "
-            f"{'answer keys' if not keys else 'a binary correct'}; got correct {kind} and "
-            f"{found}; {why}. {_score_fixes(is_bin)}"
+            f"dataset {ds!r}: aggregator {name!r} cannot score it: expected {expected}; got "
+            f"correct {kind} and {found}; {why}. {_score_fixes(is_bin)}"
         )
     return binary
 

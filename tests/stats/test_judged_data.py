@@ -79,8 +79,9 @@ def test_fit_refuses_plurality_on_judge_scores_before_embedding(
 
 
 def test_oracle_on_judge_scores_is_refused_as_no_accuracy(judged):
-    with pytest.raises(ConfigError, match="not an ensemble accuracy") as exc:
+    with pytest.raises(ConfigError, match=r"expected a binary \(0/1\) correct; got") as exc:
         analyze(_slice(judged, 2), AnalysisSpec(aggregator="oracle"), embedder=_NoEmbedding())
+    assert "not an ensemble accuracy" in str(exc.value)
     assert "aggregator 'oracle'" in str(exc.value)
     assert "performance=FILE" in str(exc.value)
 
