@@ -33,6 +33,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "RUN_KEY_COLUMNS",
     "add_proposer_column",
+    "expand_output_paths",
     "find_output_files",
     "load_outputs",
     "proposer_rows",
@@ -335,6 +336,19 @@ def _read_one(path: Path) -> pd.DataFrame:
     return df
 
 
+def expand_output_paths(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+    """The outputs files ``paths`` name: files as given, directories by :func:`find_output_files`.
+
+    The files :func:`load_outputs` reads, in that order, for callers that record them.
+    """
+    if isinstance(paths, str | Path):
+        paths = [paths]
+    files: list[Path] = []
+    for p in map(Path, paths):
+        files.extend(find_output_files(p) if p.is_dir() else [p])
+    return files
+
+
 def load_outputs(
     paths: str | Path | Iterable[str | Path], *, validate: bool = True
 ) -> pd.DataFrame:
@@ -370,12 +384,7 @@ def load_outputs(
       question_id model  correct
     0          q1     m      1.0
     """
-    if isinstance(paths, str | Path):
-        paths = [paths]
-    files: list[Path] = []
-    for p in paths:
-        p = Path(p)
-        files.extend(find_output_files(p) if p.is_dir() else [p])
+    files = expand_output_paths(paths)
     if not files:
         raise DataError(
             "load_outputs: expected at least one outputs file in paths; got none. "

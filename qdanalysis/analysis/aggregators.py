@@ -42,6 +42,7 @@ __all__ = [
     "PluralityVote",
     "RunRows",
     "SlotBlock",
+    "final_aggregator_positions",
     "final_aggregator_rows",
     "get_aggregator",
     "spec_aggregator_label",
@@ -370,34 +371,28 @@ class PerformanceTable:
         return self.name
 
 
-def final_aggregator_rows(outputs: pd.DataFrame) -> pd.DataFrame:
-    """Final aggregator score per (dataset, config_id, question_id) from runner rows.
+def final_aggregator_positions(outputs: pd.DataFrame) -> NDArray[np.int64]:
+    """Row positions (0-based) in ``outputs`` of the final aggregator row of every pair.
 
     A row is an aggregator row when ``role == "aggregator"``; the final one of a pair is the
-    row with ``is_final`` true when that column exists, else the one with the largest ``step``.
-    Rows whose ``status`` is not ``"ok"`` are ignored.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``dataset, config_id, question_id, performance`` (the row's ``correct``).
+    row with ``is_final`` true when that column is filled, else the one with the largest
+    ``step``. Rows whose ``status`` is not ``"ok"`` are ignored. This is the one rule of which
+    row scores a (configuration, question); :func:`final_aggregator_rows` and the report use it.
 
     Raises
     ------
     DataError
         If a pair has several final rows.
     """
-    cols = ["dataset", *_KEYS, "performance"]
     if "role" not in outputs.columns or "config_id" not in outputs.columns:
-        return pd.DataFrame(columns=cols)
-    agg = outputs[outputs["role"] == "aggregator"]
+        return np.empty(0, dtype=np.int64)
+    rows = outputs.reset_index(drop=True)
+    agg = rows[rows["role"] == "aggregator"]
     if "status" in agg.columns:
         agg = agg[agg["status"].isna() | (agg["status"] == "ok")]
-    if agg.empty:
-        return pd.DataFrame(columns=cols)
     if "is_final" in agg.columns and agg["is_final"].notna().any():
         agg = agg[agg["is_final"].fillna(False).astype(bool)]
-    else:
+    elif not agg.empty:
         step = agg["step"].fillna(0) if "step" in agg.columns else pd.Series(0, index=agg.index)
         agg = agg.assign(_step=step).sort_values("_step")
         agg = agg.groupby(["dataset", *_KEYS], sort=False).tail(1)
@@ -410,6 +405,29 @@ def final_aggregator_rows(outputs: pd.DataFrame) -> pd.DataFrame:
             "Mark exactly one with is_final.",
             column="is_final",
         )
+    return np.asarray(agg.index, dtype=np.int64)
+
+
+def final_aggregator_rows(outputs: pd.DataFrame) -> pd.DataFrame:
+    """Final aggregator score per (dataset, config_id, question_id) from runner rows.
+
+    The rows are those of :func:`final_aggregator_positions`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``dataset, config_id, question_id, performance`` (the row's ``correct``).
+
+    Raises
+    ------
+    DataError
+        If a pair has several final rows.
+    """
+    cols = ["dataset", *_KEYS, "performance"]
+    pos = final_aggregator_positions(outputs)
+    if pos.size == 0:
+        return pd.DataFrame(columns=cols)
+    agg = outputs.iloc[pos]
     return agg.rename(columns={"correct": "performance"})[cols].reset_index(drop=True)
 
 

@@ -10,7 +10,7 @@ measuring engine's pair table, :mod:`qdanalysis.analysis.pairs`). From the outpu
 only texts and labels: the output, answer and correctness filling each slot (located by the
 engine's :func:`~qdanalysis.analysis.pairs.slot_index`) and a run's aggregator rows, the final one
 marked by the aggregator registry's rule
-(:func:`~qdanalysis.analysis.aggregators.final_aggregator_rows`).
+(:func:`~qdanalysis.analysis.aggregators.final_aggregator_positions`).
 
 Size: the overview (settings, coefficients, one point per configuration) is parsed on load; the
 per-question details sit in separate JSON blocks parsed only when a configuration is opened. When
@@ -42,7 +42,7 @@ from .._io import atomic_write, staged_dir
 from ..configs import ConfigSpec, ProposerSlot
 from ..errors import ConfigError, DataError, DataWarning
 from ..outputs import add_proposer_column, load_outputs, proposer_rows
-from .aggregators import final_aggregator_rows
+from .aggregators import final_aggregator_positions
 from .export import Provenance, _write_sidecar
 from .methods import method_table, single_model_table
 from .pairs import SlotIndex, slot_index
@@ -326,13 +326,9 @@ def _pool_chunk(indexes: list[SlotIndex], order: np.ndarray) -> dict[str, Any]:
 
 
 def _final_flags(outputs: pd.DataFrame) -> NDArray[np.bool_]:
-    """Which rows of ``outputs`` are final aggregator rows, by the registry's rule: asked with
-    each row's position in place of its ``correct``, :func:`final_aggregator_rows` returns the
-    position of the row it takes as final for each pair."""
-    probe = outputs.reset_index(drop=True)
-    probe = probe.assign(correct=np.arange(len(probe), dtype=np.float64))
-    flags = np.zeros(len(probe), dtype=bool)
-    flags[final_aggregator_rows(probe)["performance"].to_numpy(dtype=np.int64)] = True
+    """Which rows of ``outputs`` are final aggregator rows, by the registry's rule."""
+    flags = np.zeros(len(outputs), dtype=bool)
+    flags[final_aggregator_positions(outputs)] = True
     return flags
 
 

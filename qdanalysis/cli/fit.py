@@ -20,7 +20,7 @@ from typing import Any
 from .._io import staged_dir
 from ..analysis.pipeline import AnalysisSpec
 from ..errors import ConfigError, DataError, QDAnalysisError, QDAnalysisWarning
-from ..outputs import find_output_files, load_outputs
+from ..outputs import expand_output_paths, load_outputs
 from ._common import base_parser, check_out_dir, run_main
 
 __all__ = ["build_parser", "build_spec", "main"]
@@ -246,10 +246,7 @@ def _format_summary(coefs: Any) -> str:
 
 
 def _load(args: argparse.Namespace) -> tuple[list[Path], Any]:
-    files: list[Path] = []
-    for p in args.outputs or ["data"]:
-        pp = Path(p)
-        files.extend(find_output_files(pp) if pp.is_dir() else [pp])
+    files = expand_output_paths(args.outputs or ["data"])
     outputs = load_outputs(files)
     if args.datasets:
         unknown = sorted(set(args.datasets) - set(outputs["dataset"]))
