@@ -155,7 +155,12 @@ def main(argv: list[str] | None = None) -> int:
             "alpha": 0.05,
             "quick": args.quick,
         },
-        argv=sys.argv,
+        argv=[
+            "python",
+            "-m",
+            "benchmarks.bench_designs",
+            *(sys.argv[1:] if argv is None else argv),
+        ],
     )
     for path in save_table(
         table,
