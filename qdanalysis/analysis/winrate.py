@@ -47,6 +47,7 @@ __all__ = [
     "glm_reference_path",
     "judge_annotations",
     "lc_win_rate",
+    "read_baseline",
     "win_rate_table",
 ]
 
@@ -191,6 +192,39 @@ def judge_annotations(
         index=pd.Index(pos.to_numpy(), name=None),
     )
     return frame.sort_index()
+
+
+def read_baseline(path: str | Path) -> pd.DataFrame:
+    """Read the baseline's outputs (JSONL, JSONL.gz, CSV or Parquet): ``question_id, output``.
+
+    Raises
+    ------
+    DataError
+        If the file is missing, of another kind, or lacks those columns.
+    """
+    p = Path(path)
+    name = p.name.lower()
+    if not p.is_file():
+        raise DataError(f"read_baseline(path): expected a file; got {str(p)!r}, which is not one.")
+    if name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
+        df = pd.read_json(p, lines=True, dtype=False)
+    elif name.endswith((".csv", ".csv.gz")):
+        df = pd.read_csv(p, dtype={"question_id": str})
+    elif name.endswith((".parquet", ".pq")):
+        df = pd.read_parquet(p)
+    else:
+        raise DataError(
+            f"read_baseline(path): expected a .jsonl, .jsonl.gz, .csv or .parquet file; got "
+            f"{p.name!r}."
+        )
+    missing = [c for c in ("question_id", "output") if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"read_baseline(path): expected columns question_id and output; {p.name} lacks "
+            f"{missing}. Pass the baseline outputs the judge compared against."
+        )
+    df["question_id"] = df["question_id"].astype(str)
+    return df
 
 
 def glm_reference_path(reference_dir: str | Path | None = None) -> Path:

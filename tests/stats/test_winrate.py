@@ -44,21 +44,36 @@ def _one(judged: pd.DataFrame, model: str) -> pd.DataFrame:
 
 
 def _glm_reference_dir() -> Path | None:
-    """Where the GLM's hub file is, if this machine has it (env var, else the hub cache)."""
-    env = os.environ.get("QDANALYSIS_ALPACA_EVAL_DIR")
+    """Where the GLM's hub file is, if anywhere here: $QDANALYSIS_ALPACA_EVAL_DIR, data/judge/,
+    else the local Hugging Face cache (read only)."""
+    for folder in (os.environ.get("QDANALYSIS_ALPACA_EVAL_DIR"), JUDGE):
+        if folder and (Path(folder) / winrate.GLM_REFERENCE_FILE).is_file():
+            return Path(folder)
     try:
-        return winrate.glm_reference_path(env).parent
+        return winrate.glm_reference_path(None).parent
     except DataError:
         return None
 
 
+def _package_leaderboard() -> pd.DataFrame:
+    """The AlpacaEval 2.0 leaderboard that alpaca-eval ships (win rate and its standard error)."""
+    import alpaca_eval
+
+    path = (
+        Path(alpaca_eval.__file__).parent
+        / "leaderboards/data_AlpacaEval_2/weighted_alpaca_eval_gpt4_turbo_leaderboard.csv"
+    )
+    return pd.read_csv(path, index_col=0)
+
+
 def test_win_rate_equals_the_leaderboard_for_all_8_models(judged, baseline):
     table = winrate.win_rate_table(judged, baseline, length_controlled=False)
+    board = _package_leaderboard()
     assert len(table) == 8
     for row in table.itertuples():
         published = float(MANIFEST[row.model]["leaderboard_win_rate"])
         assert row.win_rate == pytest.approx(published, abs=0.01), row.model
-        assert 0 < row.win_rate_se < 2
+        assert row.win_rate_se == pytest.approx(board.loc[row.model, "standard_error"], abs=1e-3)
         assert row.n == 805
         assert np.isnan(row.lc_win_rate)
 
@@ -66,13 +81,16 @@ def test_win_rate_equals_the_leaderboard_for_all_8_models(judged, baseline):
 @pytest.mark.skipif(
     _glm_reference_dir() is None,
     reason=f"the LC GLM's {winrate.GLM_REFERENCE_FILE} (tatsu-lab/alpaca_eval hub dataset) is "
-    "not on this machine; set QDANALYSIS_ALPACA_EVAL_DIR to its folder",
+    "not here; put it in data/judge/ or set QDANALYSIS_ALPACA_EVAL_DIR to its folder",
 )
 def test_lc_win_rate_equals_the_leaderboard_for_all_8_models(judged, baseline):
     table = winrate.win_rate_table(judged, baseline, reference_dir=_glm_reference_dir())
     for row in table.itertuples():
         published = float(MANIFEST[row.model]["leaderboard_lc_win_rate"])
         assert row.lc_win_rate == pytest.approx(published, abs=0.1), row.model
+        assert row.lc_win_rate_se == pytest.approx(
+            _package_leaderboard().loc[row.model, "lc_standard_error"], abs=0.05
+        )
         assert row.glm == "length_controlled_v1"
 
 
@@ -147,3 +165,51 @@ def test_single_model_table_gains_win_rates_for_judged_data(judged, baseline):
     assert row["win_rate"] == pytest.approx(9.622, abs=0.01)
     # Without a baseline, the table is as before.
     assert "win_rate" not in single_model_table(judged).columns
+
+
+def test_fit_judge_baseline_builds_win_rates_before_embedding(judged, tmp_path, monkeypatch):
+    from qdanalysis.cli.fit import _win_rates, build_parser
+    from qdanalysis.errors import DataWarning
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ref = _glm_reference_dir()
+    args = build_parser().parse_args(
+        ["--judge-baseline", str(JUDGE / "alpacaeval2_reference_outputs.jsonl.gz")]
+        + (["--lc-reference", str(ref)] if ref is not None else [])
+    )
+    if ref is None:
+        with pytest.warns(DataWarning, match="no LC win rate"):
+            table = _win_rates(args, judged)
+        assert table["lc_win_rate"].isna().all()
+    else:
+        table = _win_rates(args, judged)
+    assert len(table) == 8
+    assert table.set_index("proposer").loc["claude-2", "win_rate"] == pytest.approx(
+        17.188, abs=0.01
+    )
+
+
+def test_fit_judge_baseline_misaligned_fails_fast_with_the_flag(tmp_path, capsys):
+    from qdanalysis.cli.fit import main
+
+    base = pd.read_json(JUDGE / "alpacaeval2_reference_outputs.jsonl.gz", lines=True, dtype=False)
+    short = tmp_path / "baseline.jsonl"
+    base.iloc[5:].to_json(short, orient="records", lines=True)
+    rc = main(
+        [
+            "--outputs",
+            str(JUDGE / "alpacaeval2_judge_8models.jsonl.gz"),
+            "--judge-baseline",
+            str(short),
+            "--lc-reference",
+            str(tmp_path),
+            "--out-dir",
+            str(tmp_path / "out"),
+            "--no-progress",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "expected a baseline output for every question" in err
+    assert "--judge-baseline" in err
+    assert not (tmp_path / "out").exists()
