@@ -30,14 +30,17 @@ Neighbours: :mod:`qdanalysis.analysis.qdtable` (the candidate table),
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from ..configs import ConfigSpec
 from ..errors import ConfigError, DataError
 from .regression import standardize
 
-__all__ = ["DESIGNS", "choose_configs", "design_criteria"]
+__all__ = ["DESIGNS", "choose_configs", "chosen_specs", "design_criteria"]
 
 DESIGNS = ("random", "decorrelated", "min_var", "d_optimal")
 _COLUMNS = ("quality", "diversity")
@@ -186,3 +189,25 @@ def design_criteria(
         "var_alpha_minus_beta": float(crit["var"]),
         "log_det": float(np.log(det)) if det > 0 else float("-inf"),
     }
+
+
+def chosen_specs(chosen: pd.DataFrame, configs: Sequence[ConfigSpec]) -> list[ConfigSpec]:
+    """The configurations of ``configs`` (e.g. from :func:`~qdanalysis.configs.generate_configs`)
+    that ``chosen`` (rows of :func:`choose_configs`) names by ``config_id``, in that order.
+
+    The usual flow: ``generate_configs`` the candidates, build their QD table from the proposer
+    outputs alone, ``choose_configs``, then run the aggregator on ``chosen_specs`` only.
+
+    Raises
+    ------
+    DataError
+        If a chosen ``config_id`` is not among ``configs``.
+    """
+    by_id = {c.config_id: c for c in configs}
+    unknown = [i for i in chosen["config_id"] if i not in by_id]
+    if unknown:
+        raise DataError(
+            f"chosen_specs(chosen): expected config_ids of configs; got {len(unknown)} unknown, "
+            f"e.g. {unknown[0]!r}. Pass the configurations the candidate table was built from."
+        )
+    return [by_id[i] for i in chosen["config_id"]]

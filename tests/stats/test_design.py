@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qdanalysis.analysis.design import DESIGNS, choose_configs, design_criteria
+from qdanalysis.analysis.design import DESIGNS, choose_configs, chosen_specs, design_criteria
 from qdanalysis.errors import ConfigError, DataError
 
 
-def _candidate_table(outputs: pd.DataFrame, embedder, cache) -> pd.DataFrame:
+def _candidate_analysis(outputs: pd.DataFrame, embedder, cache):
     """300 candidate configurations of 6 slots: quality and diversity from the pair engine (via
     the pipeline; plurality-vote performance is computed but no design reads it)."""
     import warnings
@@ -27,15 +27,20 @@ def _candidate_table(outputs: pd.DataFrame, embedder, cache) -> pd.DataFrame:
             cache=cache,
             progress=False,
         )
-    return res.qd_table.reset_index(drop=True)
+    return res
 
 
 @pytest.fixture(scope="module")
-def candidates(small_outputs) -> pd.DataFrame:
+def candidate_analysis(small_outputs):
     """Real CSQA outputs (40 questions), the model-free hashing embedder of the stats tests."""
     from qdanalysis.analysis.sensitivity import HashingEmbedder
 
-    return _candidate_table(small_outputs, HashingEmbedder(n_features=128), False)
+    return _candidate_analysis(small_outputs, HashingEmbedder(n_features=128), False)
+
+
+@pytest.fixture(scope="module")
+def candidates(candidate_analysis) -> pd.DataFrame:
+    return candidate_analysis.qd_table.reset_index(drop=True)
 
 
 def _random_criteria(candidates: pd.DataFrame, n: int, seeds: range) -> np.ndarray:
@@ -65,7 +70,8 @@ def test_min_var_lowers_the_variance_of_alpha_minus_beta_below_every_random_draw
 def test_min_var_beats_random_with_minilm_on_all_csqa_questions(
     shipped_outputs, minilm, shipped_cache_dir
 ):
-    _min_var_beats_random(_candidate_table(shipped_outputs, minilm, shipped_cache_dir))
+    res = _candidate_analysis(shipped_outputs, minilm, shipped_cache_dir)
+    _min_var_beats_random(res.qd_table.reset_index(drop=True))
 
 
 def test_decorrelated_and_d_optimal_meet_their_own_criteria(candidates):
@@ -132,3 +138,12 @@ def test_criterion_matches_the_fitted_regressions_covariance():
     xtx_inv = np.linalg.inv(X.T @ X)
     c = np.array([0.0, 1.0, -1.0])
     assert design_criteria(chosen, toy)["var_alpha_minus_beta"] == pytest.approx(c @ xtx_inv @ c)
+
+
+def test_chosen_specs_are_the_configurations_to_aggregate(candidate_analysis, candidates):
+    configs = candidate_analysis.configs["rereading/csqa"]
+    chosen = choose_configs(candidates, 20, design="min_var")
+    specs = chosen_specs(chosen, configs)
+    assert [s.config_id for s in specs] == list(chosen["config_id"])
+    with pytest.raises(DataError, match="unknown"):
+        chosen_specs(chosen.assign(config_id="nope"), configs)
