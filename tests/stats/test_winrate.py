@@ -131,6 +131,42 @@ def test_package_glm_runs_offline_and_writes_nothing(judged, baseline, tmp_path,
     assert np.isfinite(concise.lc_win_rate_se)
 
 
+def _stand_in_reference(judged, baseline, folder: Path) -> Path:
+    """A df_gamed.csv laid out as the hub's (gamed-baseline rows, featurised as the package
+    does), filled from two real models' annotations with zero difficulty: it exercises the
+    leaderboard GLM's code path on the installed pandas/sklearn, not its numbers."""
+    parts = []
+    for model in ("Mixtral-8x7B-Instruct-v0.1_concise", "FuseChat-Qwen-2.5-7B-Instruct"):
+        a = winrate.judge_annotations(_one(judged, model), baseline).reset_index(names="index")
+        dl = a["output_1"].str.len() - a["output_2"].str.len()
+        parts.append(
+            pd.DataFrame(
+                {
+                    "model": model,
+                    "index": a["index"],
+                    "preference": a["preference"] - 1,
+                    "std_delta_len": dl / dl.std(),
+                    "instruction_difficulty": 0.0,
+                    "not_gamed_baseline": False,
+                }
+            )
+        )
+    pd.concat(parts).to_csv(folder / winrate.GLM_REFERENCE_FILE, index=False)
+    return folder
+
+
+def test_leaderboard_glm_code_path_runs_on_the_installed_versions(judged, baseline, tmp_path):
+    res = winrate.lc_win_rate(
+        _one(judged, "claude-2"),
+        baseline,
+        reference_dir=_stand_in_reference(judged, baseline, tmp_path),
+    )
+    assert res.glm == "length_controlled_v1"
+    assert np.isfinite(res.lc_win_rate)
+    assert res.lc_win_rate > res.win_rate  # claude-2 writes shorter answers than the baseline
+    assert res.lc_win_rate_se >= 0  # zero difficulty: one prediction for every instruction
+
+
 def test_missing_glm_input_fails_before_any_fit_with_the_fix(judged, baseline, tmp_path):
     with pytest.raises(DataError, match=r"df_gamed\.csv.*hf download tatsu-lab/alpaca_eval"):
         winrate.lc_win_rate(_one(judged, "claude-2"), baseline, reference_dir=tmp_path)
