@@ -42,7 +42,7 @@ from .diversity import vendi_score
 from .pairs import PairBlock, PairRequest, measure_blocks, vendi_name
 from .pipeline import Analysis, AnalysisSpec
 from .qdtable import ensemble_measures, selection_loss
-from .regression import RegressionSpec, compare_terms
+from .regression import COLLINEARITY_THRESHOLD, RegressionSpec, compare_terms
 from .uncertainty import _fit_quiet
 
 __all__ = [
@@ -544,12 +544,17 @@ def _covariate_rows(
         row = _fit_row(df, replace(reg, predictors=("quality", "diversity", cov)))
         if row is None:
             continue
+        r_q, r_d = (float(np.corrcoef(df[cov], df[c])[0, 1]) for c in ("quality", "diversity"))
         out.append(
             {
                 **base,
                 **row,
                 "covariate": cov,
                 "beta_shift": row["beta"] - base["beta"],
+                "corr_covariate_quality": r_q,
+                "corr_covariate_diversity": r_d,
+                # The covariate can be collinear with either measure, not only q with d.
+                "collinear": row["collinear"] or max(abs(r_q), abs(r_d)) > COLLINEARITY_THRESHOLD,
                 "is_default": False,
                 "is_paper": False,
             }
@@ -577,6 +582,8 @@ _SENSITIVITY_ORDER = (
     "r2_quality_only",
     "r2_diversity_only",
     "corr_quality_diversity",
+    "corr_covariate_quality",
+    "corr_covariate_diversity",
     "collinear",
     "is_default",
     "is_paper",
@@ -612,8 +619,10 @@ def sensitivity_table(
         covariate of a covariate row), ``n_obs, alpha, alpha_se, beta, beta_se, gamma,
         gamma_se`` (the covariate's coefficient, points per SD), ``beta_shift`` (β of the
         covariate row minus β of the default row), ``diff, diff_p`` (Wald test of α = β),
-        ``r2, r2_quality_only, r2_diversity_only, corr_quality_diversity, collinear`` (the fit
-        warned: |r| above the threshold, too few configurations or a rank-deficient design),
+        ``r2, r2_quality_only, r2_diversity_only, corr_quality_diversity,
+        corr_covariate_quality, corr_covariate_diversity`` (covariate rows), ``collinear`` (the
+        fit warned: |r| of q and d, or of the covariate and either, above the threshold, too
+        few configurations or a rank-deficient design),
         ``is_default`` (the analysis's own measures, ``quality_mean`` and the Vendi Score of
         ``spec.vendi_q`` under the first embedding: it reproduces the analysis's fit),
         ``is_paper`` (``quality_mean`` with Vendi q = 1 under the first embedding). After each

@@ -268,3 +268,7 @@ def test_measure_table_carries_the_qd_columns_and_the_length_row(small_analysis,
         assert not row["is_default"]
         assert not row["is_paper"]
         assert row["r2"] == pytest.approx(fit.rsquared)
+        r = g[cols].corr()["length_chars"]
+        assert row["corr_covariate_quality"] == pytest.approx(r["quality_mean"])
+        assert row["corr_covariate_diversity"] == pytest.approx(r["diversity_vendi_q1"])
+        assert row["collinear"] == (bool(base["collinear"]) or r.iloc[:2].abs().max() > 0.9)
