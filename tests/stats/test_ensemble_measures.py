@@ -67,7 +67,7 @@ def _spec(*models: str) -> ConfigSpec:
 
 @pytest.fixture(scope="module")
 def toy_table() -> pd.DataFrame:
-    specs = {k: _spec(*k) for k in ("ABC", "AB", "AD", "CE", "A")}
+    specs = {k: _spec(*k) for k in ("ABC", "AB", "AD", "AA", "CE", "A")}
     qd, _ = build_qd_table(_toy_outputs(), {"toy": list(specs.values())}, None)
     ids = {s.config_id: k for k, s in specs.items()}
     return qd.assign(key=qd["config_id"].map(ids)).set_index("key")
@@ -86,6 +86,10 @@ def test_toy_error_correlation_and_n_eff_by_hand(toy_table):
     # Identical errors: one effective proposer.
     assert t.loc["AD", "error_corr"] == pytest.approx(1.0)
     assert t.loc["AD", "n_eff"] == pytest.approx(1.0)
+    # One sample in two slots (sampling with replacement): the same errors, so rho = 1 too.
+    assert t.loc["AA", "error_corr"] == pytest.approx(1.0)
+    assert t.loc["AA", "n_eff"] == pytest.approx(1.0)
+    assert t.loc["AA", "coverage"] == pytest.approx(100 * np.mean(TOY["A"]))
     # No slot errs: undefined; one slot: one proposer whatever rho.
     assert np.isnan(t.loc["CE", "error_corr"])
     assert np.isnan(t.loc["CE", "n_eff"])
