@@ -1,0 +1,60 @@
+"""Fixtures of the serving tests: ensembles over the mock backend, the app on loopback."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runner" / "llm"))
+from fixtures import free_port, serve_app, serve_model, tiny_model_dir  # noqa: E402
+
+from qdanalysis.runner.llm.managed import ManagedClient, RetryPolicy  # noqa: E402
+from qdanalysis.runner.moa import method_configs  # noqa: E402
+from qdanalysis.runner.serve import Ensemble, ServeLimits, build_app  # noqa: E402
+from qdanalysis.testing import MockClient  # noqa: E402
+
+__all__ = ["free_port", "serve_model", "tiny_model_dir"]
+
+NO_WAIT = RetryPolicy(max_attempts=3, wait=False)
+
+
+def ensemble(method: str = "self_moa", *, name: str | None = None, **kw: Any) -> Ensemble:
+    """An ensemble of ``method`` over mock models ``a`` (and ``b`` for mixed_moa)."""
+    proposers = kw.pop("proposers", ["a", "b"] if method == "mixed_moa" else ["a"])
+    n_samples = kw.pop("n_samples", 6)
+    (spec, *_) = method_configs(
+        method, proposers=proposers, aggregator="agg", n_samples=n_samples, **kw.pop("mc", {})
+    )
+    return Ensemble(name=name or method, spec=spec, **kw)
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., str]]:
+    """``serve(ensembles, backend=None, limits=None) -> base_url`` on loopback."""
+    stack: list[Any] = []
+
+    def start(
+        ensembles: Sequence[Ensemble],
+        backend: Any = None,
+        limits: ServeLimits | None = None,
+        **managed: Any,
+    ) -> str:
+        client = ManagedClient(backend or MockClient(), retry=NO_WAIT, **managed)
+        cm = serve_app(build_app(ensembles, client, limits))
+        stack.append(cm)
+        return cm.__enter__()
+
+    yield start
+    for cm in reversed(stack):
+        cm.__exit__(None, None, None)
+
+
+def openai_client(base_url: str, **kw: Any) -> Any:
+    """The official SDK pointed at ``base_url``, its own retries off (so errors show)."""
+    import openai
+
+    return openai.OpenAI(base_url=base_url, api_key=kw.pop("api_key", "none"), max_retries=0, **kw)
