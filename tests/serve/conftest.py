@@ -58,3 +58,18 @@ def openai_client(base_url: str, **kw: Any) -> Any:
     import openai
 
     return openai.OpenAI(base_url=base_url, api_key=kw.pop("api_key", "none"), max_retries=0, **kw)
+
+
+class HangingBackend(MockClient):
+    """The mock, but requests matching ``when`` never answer (an upstream that hangs)."""
+
+    def __init__(self, when: Callable[[Any], bool], **kw: Any) -> None:
+        super().__init__(**kw)
+        self.when = when
+
+    async def complete(self, request: Any) -> Any:
+        if self.when(request):
+            import asyncio
+
+            await asyncio.sleep(3600)
+        return await super().complete(request)
