@@ -73,3 +73,24 @@ class HangingBackend(MockClient):
 
             await asyncio.sleep(3600)
         return await super().complete(request)
+
+
+class StreamingMock(MockClient):
+    """The mock with ``complete_stream``: its text arrives word by word."""
+
+    async def complete_stream(self, request: Any, on_delta: Callable[[str], None]) -> Any:
+        resp = await self.complete(request)
+        for i, word in enumerate(resp.text.split(" ")):
+            on_delta(word if i == 0 else " " + word)
+        return resp
+
+
+def collect(chunks: Sequence[Any]) -> tuple[list[str], int]:
+    """Choice texts of a streamed answer, and how many chunks carried text."""
+    texts: dict[int, str] = {}
+    n = 0
+    for c in chunks:
+        for ch in c.choices:
+            texts[ch.index] = texts.get(ch.index, "") + (ch.delta.content or "")
+            n += bool(ch.delta.content)
+    return [texts[i] for i in sorted(texts)], n

@@ -23,6 +23,7 @@ __all__ = [
     "Message",
     "MultiSampleClient",
     "StreamingClient",
+    "complete_in_one_piece",
     "complete_streaming",
     "contiguous_runs",
     "ping",
@@ -172,6 +173,13 @@ async def complete_streaming(
     if callable(stream):
         resp: ChatResponse = await stream(request, on_delta)
         return resp
+    return await complete_in_one_piece(client, request, on_delta)
+
+
+async def complete_in_one_piece(
+    client: ChatClient, request: ChatRequest, on_delta: DeltaSink
+) -> ChatResponse:
+    """:meth:`ChatClient.complete`, then its whole text to ``on_delta`` (the no-stream path)."""
     resp = await client.complete(request)
     if resp.text:
         on_delta(resp.text)

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..._optional import require
 from ...errors import AuthError, ConfigError, ProviderError
-from .base import ChatRequest, ChatResponse, DeltaSink
+from .base import ChatRequest, ChatResponse, DeltaSink, complete_in_one_piece
 
 __all__ = ["OpenAICompatClient", "parse_retry_after"]
 
@@ -135,6 +135,7 @@ class OpenAICompatClient:
         self._clients: dict[int, Any] = {}
         self._closers: dict[int, AsyncGenerator[None, None]] = {}
         self._n_supported: bool | None = None
+        self._stream_supported: bool | None = None
 
     def __repr__(self) -> str:
         return f"OpenAICompatClient({self.endpoint!r}, api_key_env={self.api_key_env!r})"
@@ -338,8 +339,12 @@ class OpenAICompatClient:
 
         Asks for the usage in the last chunk (``stream_options.include_usage``); a server that
         sends none leaves the token counts None. Errors map as in :meth:`complete`, also when
-        they arrive inside the stream.
+        they arrive inside the stream. A server that answers with no stream events at all
+        (one that ignores ``stream``, like the toolkit's own local server) is asked again
+        without streaming, and its text arrives as one piece; that is remembered.
         """
+        if self._stream_supported is False:
+            return await complete_in_one_piece(self, request, on_delta)
         params = self._params(request, 1) | {
             "stream": True,
             "stream_options": {"include_usage": True},
@@ -365,6 +370,11 @@ class OpenAICompatClient:
             error = self._map_error(exc)
         if error is not None:
             raise error  # outside the handler, as in _create
+        if last["model"] is None and not parts:
+            logger.info("%s sent no stream events; answering without streaming", self.endpoint)
+            self._stream_supported = False
+            return await complete_in_one_piece(self, request, on_delta)
+        self._stream_supported = True
         usage = last["usage"]
         return ChatResponse(
             text="".join(parts),
