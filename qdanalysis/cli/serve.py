@@ -27,12 +27,11 @@ from ..runner.moa import (
     DEFAULT_N_SAMPLES,
     DEFAULT_REPEATS,
     DEFAULT_WINDOW,
-    method_configs,
 )
 from ..runner.options import RunOptions
 from ..runner.serve import Ensemble, ServeLimits, build_app, ensemble_method
 from ._common import base_parser, run_main
-from .run import _load_configs, add_backend_arguments, make_backend
+from .run import _load_configs, _method_configs, add_backend_arguments, make_backend
 
 __all__ = ["build_parser", "ensembles_from_args", "limits_from_args", "main"]
 
@@ -130,21 +129,7 @@ def _name(spec: ConfigSpec) -> str:
 def _specs(args: argparse.Namespace) -> list[ConfigSpec]:
     if args.configs is not None:
         return _load_configs(args.configs)
-    try:
-        return method_configs(
-            args.method,
-            proposers=[p.strip() for p in args.proposers.split(",") if p.strip()],
-            aggregator=args.aggregator,
-            n_samples=args.n_samples,
-            temperature=args.temperature,
-            aggregator_temperature=args.aggregator_temperature,
-            layers=args.layers,
-            window=args.window,
-            repeats=args.repeats,
-            prompt_style=args.prompt_style,
-        )
-    except ConfigError as exc:
-        raise ConfigError(f"--method {args.method}: {exc} (--proposers, --aggregator)") from exc
+    return _method_configs(args, args.window)
 
 
 def ensembles_from_args(args: argparse.Namespace) -> list[Ensemble]:

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runner" / "llm"))
-from fixtures import free_port, serve_app, serve_model, tiny_model_dir  # noqa: E402
+from fixtures import free_port, serve_app, serve_model, tiny_model_dir
 
-from qdanalysis.runner.llm.managed import ManagedClient, RetryPolicy  # noqa: E402
-from qdanalysis.runner.moa import method_configs  # noqa: E402
-from qdanalysis.runner.serve import Ensemble, ServeLimits, build_app  # noqa: E402
-from qdanalysis.testing import MockClient  # noqa: E402
+from qdanalysis.runner.llm.managed import ManagedClient, RetryPolicy
+from qdanalysis.runner.moa import method_configs
+from qdanalysis.runner.serve import Ensemble, ServeLimits, build_app
+from qdanalysis.testing import MockClient
 
 __all__ = ["free_port", "serve_model", "tiny_model_dir"]
 

@@ -9,8 +9,8 @@ import openai
 import pytest
 from conftest import HangingBackend, ensemble, openai_client, serve_app
 
-from qdanalysis.runner.llm.server import create_app
 from qdanalysis.runner.llm.openai_compat import OpenAICompatClient
+from qdanalysis.runner.llm.server import create_app
 from qdanalysis.runner.serve import ServeLimits
 from qdanalysis.testing import MockClient, fail_times
 from qdanalysis.testing.faults import FaultSpec, FaultyBackend
@@ -24,10 +24,13 @@ def _refs_fail(k: int, kind: str = "transient") -> MockClient:
     return MockClient(failure=rule)
 
 
-@pytest.mark.parametrize(("kind", "status", "code"), [
-    ("transient", 502, "upstream_error"),
-    ("rate_limit", 503, "upstream_rate_limited"),
-])
+@pytest.mark.parametrize(
+    ("kind", "status", "code"),
+    [
+        ("transient", 502, "upstream_error"),
+        ("rate_limit", 503, "upstream_rate_limited"),
+    ],
+)
 def test_too_few_references_is_an_error_not_a_smaller_ensemble(
     serve: Any, kind: str, status: int, code: str
 ) -> None:
@@ -37,7 +40,8 @@ def test_too_few_references_is_an_error_not_a_smaller_ensemble(
         oa.chat.completions.create(model="self_moa", messages=CHAT)
     e = err.value
     assert e.status_code == status
-    assert e.body["code"] == code and e.body["type"] == "upstream_error"
+    assert e.body["code"] == code
+    assert e.body["type"] == "upstream_error"
     assert "expected at least 4 of 6 references to succeed; got 3" in e.body["message"]
     assert all(r.model == "a" for r in backend.calls)  # the aggregator was never asked
 
@@ -47,7 +51,8 @@ def test_enough_references_answer_and_say_which_failed(serve: Any) -> None:
     with openai_client(url) as oa:
         out = oa.chat.completions.create(model="self_moa", messages=CHAT)
     x = out.model_extra["x_moa"]
-    assert x["n_references"] == 4 and x["min_references"] == 4
+    assert x["n_references"] == 4
+    assert x["min_references"] == 4
     statuses = [r["status"] for r in sorted(x["references"], key=lambda r: r["sample_index"])]
     assert statuses == ["error", "error", "ok", "ok", "ok", "ok"]
     assert "mock HTTP 500" in x["references"][0]["error"] + x["references"][1]["error"]
@@ -57,7 +62,8 @@ def test_default_needs_every_reference(serve: Any) -> None:
     url = serve([ensemble("self_moa")], _refs_fail(1))
     with openai_client(url) as oa, pytest.raises(openai.APIStatusError) as err:
         oa.chat.completions.create(model="self_moa", messages=CHAT)
-    assert err.value.status_code == 502 and "6 of 6" in err.value.body["message"]
+    assert err.value.status_code == 502
+    assert "6 of 6" in err.value.body["message"]
 
 
 def test_hanging_references_time_out_with_504(serve: Any) -> None:
@@ -67,7 +73,8 @@ def test_hanging_references_time_out_with_504(serve: Any) -> None:
     start = time.perf_counter()
     with openai_client(url, timeout=30) as oa, pytest.raises(openai.APIStatusError) as err:
         oa.chat.completions.create(model="self_moa", messages=CHAT)
-    assert err.value.status_code == 504 and err.value.body["code"] == "upstream_timeout"
+    assert err.value.status_code == 504
+    assert err.value.body["code"] == "upstream_timeout"
     assert time.perf_counter() - start < 20  # bounded by the role timeout, not the hang
 
 

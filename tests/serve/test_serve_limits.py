@@ -25,13 +25,15 @@ def test_bearer_key_from_the_environment(
     monkeypatch.setenv("QD_TEST_SERVE_KEY", KEY)
     caplog.set_level(logging.DEBUG)
     url = serve([ensemble("single")], limits=ServeLimits(api_key_env="QD_TEST_SERVE_KEY"))
-    with openai_client(url, api_key="wrong") as oa, pytest.raises(
-        openai.AuthenticationError
-    ) as err:
+    with (
+        openai_client(url, api_key="wrong") as oa,
+        pytest.raises(openai.AuthenticationError) as err,
+    ):
         oa.chat.completions.create(model="single", messages=CHAT)
     assert err.value.body["code"] == "invalid_api_key"
     bare = httpx.post(f"{url}/chat/completions", json={"model": "single", "messages": CHAT})
-    assert bare.status_code == 401 and bare.headers["www-authenticate"] == "Bearer"
+    assert bare.status_code == 401
+    assert bare.headers["www-authenticate"] == "Bearer"
     with openai_client(url, api_key="wrong") as oa, pytest.raises(openai.AuthenticationError):
         oa.models.list()
     with openai_client(url, api_key=KEY) as oa:
@@ -53,7 +55,8 @@ def test_body_past_the_limit_is_413(serve: Any) -> None:
             oa.chat.completions.create(
                 model="single", messages=[{"role": "user", "content": "x" * 5000}]
             )
-    assert err.value.status_code == 413 and err.value.body["code"] == "request_too_large"
+    assert err.value.status_code == 413
+    assert err.value.body["code"] == "request_too_large"
 
 
 @pytest.mark.parametrize(
@@ -71,7 +74,9 @@ def test_bad_requests_get_openai_errors(serve: Any, body: Any, status: int, code
     r = httpx.post(f"{url}/chat/completions", json=body, timeout=30)
     assert r.status_code == status
     err = r.json()["error"]
-    assert err["code"] == code and err["message"] and err["type"] == "invalid_request_error"
+    assert err["code"] == code
+    assert err["message"]
+    assert err["type"] == "invalid_request_error"
 
 
 def test_queue_bound_refuses_with_429_and_retry_after(serve: Any) -> None:

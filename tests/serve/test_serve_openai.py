@@ -1,4 +1,4 @@
-"""The official ``openai`` SDK against served ensembles over the mock backend: plain, streamed, n."""
+"""The official ``openai`` SDK against ensembles served over the mock: plain, streamed, n."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ def test_models_lists_every_ensemble(serve: Any) -> None:
         listed = oa.models.list()
     assert [m.id for m in listed.data] == list(METHODS)
     extra = listed.data[0].model_extra["x_moa"]
-    assert extra["method"] == "self_moa" and extra["n_references"] == 6
+    assert extra["method"] == "self_moa"
+    assert extra["n_references"] == 6
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -31,7 +32,8 @@ def test_each_method_answers_with_its_final_call(serve: Any, method: str) -> Non
     with openai_client(url) as oa:
         out = oa.chat.completions.create(model=method, messages=CHAT)
     x = out.model_extra["x_moa"]
-    assert out.model == method and x["method"] == method
+    assert out.model == method
+    assert x["method"] == method
     n_refs = {"mixed_moa": 2, "single": 0}.get(method, 6)
     assert len(x["references"]) == n_refs == x["n_references"]
     assert all(r["status"] == "ok" and r["completion_tokens"] > 0 for r in x["references"])
@@ -76,7 +78,8 @@ def test_seed_derives_every_seed(serve: Any) -> None:
             for s in (1, 1, 2)
         ]
     seeds = [sorted({r.seed for r in backend.calls[i * 7 : i * 7 + 6]}) for i in range(3)]
-    assert texts[0] == texts[1] and seeds[0] == seeds[1] != seeds[2]
+    assert texts[0] == texts[1]
+    assert seeds[0] == seeds[1] != seeds[2]
 
 
 def test_n_aggregates_the_same_references_n_times(serve: Any) -> None:
@@ -87,7 +90,8 @@ def test_n_aggregates_the_same_references_n_times(serve: Any) -> None:
     x = out.model_extra["x_moa"]
     assert [c.index for c in out.choices] == [0, 1, 2]
     assert len({c.message.content for c in out.choices}) == 3
-    assert len(x["references"]) == 6 and len(x["calls"]) == 3
+    assert len(x["references"]) == 6
+    assert len(x["calls"]) == 3
     finals: list[ChatRequest] = backend.calls[6:]
     assert sorted(r.sample_index for r in finals) == [0, 1, 2]
     assert len({r.seed for r in finals}) == 3
@@ -116,10 +120,12 @@ def test_stream_sends_the_final_text_as_chunks(serve: Any) -> None:
             text[ch.index] += ch.delta.content or ""
             if ch.finish_reason:
                 finish[ch.index] = ch.finish_reason
-    assert text[0] == plain.choices[0].message.content and text[1] != text[0]
+    assert text[0] == plain.choices[0].message.content
+    assert text[1] != text[0]
     assert finish == {0: "stop", 1: "stop"}
     last = chunks[-1]
-    assert last.choices == [] and last.usage.total_tokens > plain.usage.total_tokens
+    assert last.choices == []
+    assert last.usage.total_tokens > plain.usage.total_tokens
     assert len(last.model_extra["x_moa"]["calls"]) == 2
 
 

@@ -195,15 +195,18 @@ class ManagedClient:
             If the backend failed with a fatal error, or kept failing past the retry policy.
         """
         endpoint = self.endpoint_for(request.model)
-        if self.cache is not None:
-            hit = self.cache.get(endpoint, request)
-            if hit is not None:
-                self.ledger.record(
-                    CallRecord(endpoint=endpoint, model=request.model, status="cached")
-                )
-                return hit
+        hit = self._cached(endpoint, request)
+        if hit is not None:
+            return hit
         (resp,) = await self._call(endpoint, request, 1, lambda: self.client.complete(request))
         return resp
+
+    def _cached(self, endpoint: str, request: ChatRequest) -> ChatResponse | None:
+        """The cached response of ``request`` (booked as a cache hit), or None."""
+        hit = None if self.cache is None else self.cache.get(endpoint, request)
+        if hit is not None:
+            self.ledger.record(CallRecord(endpoint=endpoint, model=request.model, status="cached"))
+        return hit
 
     async def complete_stream(self, request: ChatRequest, on_delta: DeltaSink) -> ChatResponse:
         """One completion streamed into ``on_delta`` (see :func:`~.base.complete_streaming`).
@@ -219,14 +222,10 @@ class ManagedClient:
             As :meth:`complete`; ``kind="fatal"`` when the stream broke after text was sent.
         """
         endpoint = self.endpoint_for(request.model)
-        if self.cache is not None:
-            hit = self.cache.get(endpoint, request)
-            if hit is not None:
-                self.ledger.record(
-                    CallRecord(endpoint=endpoint, model=request.model, status="cached")
-                )
-                on_delta(hit.text)
-                return hit
+        hit = self._cached(endpoint, request)
+        if hit is not None:
+            on_delta(hit.text)
+            return hit
         sent = 0
 
         def sink(text: str) -> None:

@@ -420,7 +420,7 @@ class _Server:
                 yield f"data: {json.dumps(body)}\n\n"
                 return
             served = task.result()
-            ends = [
+            ends: list[dict[str, Any]] = [
                 {"index": i, "delta": {}, "finish_reason": served.finish_reasons[i]}
                 for i in range(params.n)
             ]

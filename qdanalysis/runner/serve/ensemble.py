@@ -490,6 +490,55 @@ async def _aggregation(
     return result, client
 
 
+def _start(ensemble: Ensemble, client: ChatClient, params: ChatParams) -> _Request:
+    """The request's shared state; refuses ``n > 1`` for deterministic ensembles first."""
+    offline = ensemble.spec.method != "single" and ensemble.spec.aggregator.kind != "llm"
+    if offline and params.n > 1:
+        raise EnsembleError(
+            f"n: expected 1 for the deterministic {ensemble.method} ensemble "
+            f"{ensemble.name!r}; got {params.n}. Ask for n=1.",
+            status=400,
+            type="invalid_request_error",
+            code="invalid_n",
+        )
+    task = _ChatTask(
+        name="chat", template="{question}", prompt_id="chat-v1", scorer=ensemble.scorer
+    )
+    return _Request(
+        ensemble=ensemble,
+        client=client,
+        q=_question(params),
+        options=_options(ensemble, params),
+        tasks={"chat": task},
+    )
+
+
+async def _aggregations(
+    r: _Request,
+    pool: Mapping[Any, dict[str, Any]],
+    n_ok: int,
+    params: ChatParams,
+    timeout_s: float | None,
+    on_delta: Callable[[int, str], None] | None,
+) -> list[tuple[MoAResult, _RoleClient]]:
+    """Phase 2: ``params.n`` aggregations over the same references, concurrently."""
+    finals = [
+        _Final(
+            index=_final_index(r.ensemble.spec, n_ok),
+            temperature=params.temperature,
+            max_tokens=params.max_tokens,
+            stop=params.stop,
+            on_delta=None if on_delta is None else _bind(on_delta, i),
+        )
+        for i in range(params.n)
+    ]
+    return list(
+        await asyncio.gather(
+            *(_aggregation(r, pool, f, i, timeout_s) for i, f in enumerate(finals))
+        )
+    )
+
+
 async def run_ensemble(
     ensemble: Ensemble,
     client: ChatClient,
@@ -527,25 +576,8 @@ async def run_ensemble(
         400 when ``n > 1`` asks a deterministic (plurality) ensemble; 502/503/504 when fewer
         than ``ensemble.min_references`` references succeed, or the final call fails.
     """
+    r = _start(ensemble, client, params)
     offline = ensemble.spec.method != "single" and ensemble.spec.aggregator.kind != "llm"
-    if offline and params.n > 1:
-        raise EnsembleError(
-            f"n: expected 1 for the deterministic {ensemble.method} ensemble "
-            f"{ensemble.name!r}; got {params.n}. Ask for n=1.",
-            status=400,
-            type="invalid_request_error",
-            code="invalid_n",
-        )
-    task = _ChatTask(
-        name="chat", template="{question}", prompt_id="chat-v1", scorer=ensemble.scorer
-    )
-    r = _Request(
-        ensemble=ensemble,
-        client=client,
-        q=_question(params),
-        options=_options(ensemble, params),
-        tasks={"chat": task},
-    )
     refs: list[dict[str, Any]] = []
     pool: dict[Any, dict[str, Any]] = {}
     if ensemble.spec.method != "single":
@@ -557,19 +589,7 @@ async def run_ensemble(
             return _served([result], refs, [])
         pool = {k: v for k, v in eng.memory.items() if k[4] is None}
     n_ok = sum(row["status"] == "ok" for row in refs)
-    finals = [
-        _Final(
-            index=_final_index(ensemble.spec, n_ok),
-            temperature=params.temperature,
-            max_tokens=params.max_tokens,
-            stop=params.stop,
-            on_delta=None if on_delta is None else _bind(on_delta, i),
-        )
-        for i in range(params.n)
-    ]
-    done = await asyncio.gather(
-        *(_aggregation(r, pool, f, i, aggregator_timeout_s) for i, f in enumerate(finals))
-    )
+    done = await _aggregations(r, pool, n_ok, params, aggregator_timeout_s, on_delta)
     for res, _ in done:
         if res.final["status"] != "ok":
             raise _failed_final(ensemble, res, r.failures)
@@ -582,7 +602,7 @@ def _bind(on_delta: Callable[[int, str], None], choice: int) -> Callable[[str], 
 
 def _served(
     results: Sequence[MoAResult],
-    refs: Sequence[Mapping[str, Any]],
+    refs: Sequence[dict[str, Any]],
     clients: Sequence[_RoleClient],
 ) -> Served:
     """The served outcome of phase 2's results (or of phase 1's, for offline aggregators)."""
