@@ -30,6 +30,7 @@ from ..runner.moa import (
 )
 from ..runner.options import RunOptions
 from ..runner.serve import Ensemble, ServeLimits, build_app, ensemble_method
+from ..runner.store import RunStore
 from ._common import base_parser, run_main
 from .run import _load_configs, _method_configs, add_backend_arguments, make_backend
 
@@ -111,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=_L.aggregator_timeout_s,
         help="most seconds of one aggregator (or layer, step, single) call, retries included",
+    )
+    g.add_argument(
+        "--record",
+        type=Path,
+        default=None,
+        help="run store DIR: every answered request's rows go to DIR/rows.jsonl, and "
+        "DIR/outputs.jsonl (for fit) is written at shutdown",
     )
     g.add_argument(
         "--server-key-env",
@@ -204,11 +212,16 @@ def _body(args: argparse.Namespace) -> int:
 
     ensembles = ensembles_from_args(args)
     limits = limits_from_args(args)
-    app = build_app(ensembles, _client(args, make_backend(args)), limits)
+    store = None if args.record is None else RunStore(args.record)
+    app = build_app(ensembles, _client(args, make_backend(args)), limits, store=store)
     names = ", ".join(e.name for e in ensembles)
-    print(f"serving {names} on http://{args.host}:{args.port}/v1")  # noqa: T201
+    print(f"serving {names} on http://{args.host}:{args.port}/v1", flush=True)  # noqa: T201
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
-    asyncio.run(uvicorn.Server(config).serve())
+    try:
+        asyncio.run(uvicorn.Server(config).serve())
+    finally:
+        if store is not None:
+            print(f"wrote {store.write_outputs(store.directory / 'outputs.jsonl')}")  # noqa: T201
     return 0
 
 

@@ -41,6 +41,7 @@ from typing import Any
 from ..._optional import require
 from ...errors import ConfigError
 from ..llm.base import ChatClient
+from ..store import RunStore
 from .ensemble import ChatParams, Ensemble, EnsembleError, Served, run_ensemble
 
 try:  # FastAPI reads the handlers' annotations by name: Request must be a module global
@@ -262,7 +263,11 @@ class _Server:
     """The app's state: ensembles by name, the upstream client, limits, admission, key."""
 
     def __init__(
-        self, ensembles: Sequence[Ensemble], client: ChatClient, limits: ServeLimits
+        self,
+        ensembles: Sequence[Ensemble],
+        client: ChatClient,
+        limits: ServeLimits,
+        store: RunStore | None = None,
     ) -> None:
         names = [e.name for e in ensembles]
         if not names or len(set(names)) != len(names):
@@ -274,7 +279,13 @@ class _Server:
         self.limits = limits
         self.key = limits.api_key()
         self.gate = _Gate(limits)
+        self.store = store
         self.created = int(time.time())
+
+    def record(self, request_id: str, served: Served) -> None:
+        """Append a served request's rows to the store, if there is one."""
+        if self.store is not None:
+            self.store.append(served.recorded(request_id))
 
     def check_key(self, authorization: str | None) -> EnsembleError | None:
         """None when the request may pass, else the 401 (the key is compared, never shown)."""
@@ -353,8 +364,10 @@ class _Server:
         )
 
     def completion(self, ensemble: Ensemble, served: Served) -> dict[str, Any]:
+        request_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        self.record(request_id, served)
         return {
-            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "id": request_id,
             "object": "chat.completion",
             "created": int(time.time()),
             "model": ensemble.name,
@@ -396,7 +409,8 @@ class _Server:
         queue: asyncio.Queue[tuple[int, str] | None],
         item: tuple[int, str] | None,
     ) -> AsyncIterator[str]:
-        base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time())}
+        base: dict[str, Any] = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}"}
+        base["created"] = int(time.time())
         base["model"] = ensemble.name
         try:
             role = {"role": "assistant", "content": ""}
@@ -420,6 +434,7 @@ class _Server:
                 yield f"data: {json.dumps(body)}\n\n"
                 return
             served = task.result()
+            self.record(base["id"], served)
             ends: list[dict[str, Any]] = [
                 {"index": i, "delta": {}, "finish_reason": served.finish_reasons[i]}
                 for i in range(params.n)
@@ -476,7 +491,11 @@ async def _answer(server: _Server, request: Any) -> Any:
 
 
 def build_app(
-    ensembles: Sequence[Ensemble], client: ChatClient, limits: ServeLimits | None = None
+    ensembles: Sequence[Ensemble],
+    client: ChatClient,
+    limits: ServeLimits | None = None,
+    *,
+    store: RunStore | None = None,
 ) -> Any:
     """The FastAPI app serving ``ensembles`` over ``client`` (see the module docstring).
 
@@ -490,6 +509,10 @@ def build_app(
         timeouts, cache and ledger.
     limits
         Admission, size, time and key limits (:class:`ServeLimits` defaults when None).
+    store
+        Where each answered request's rows go (references, intermediate and aggregator rows,
+        :func:`qdanalysis.schema.output_row` rows; ``question_id`` = the response ``id``), so
+        ``RunStore.write_outputs`` gives an outputs table that ``fit`` reads. None: not kept.
 
     Returns
     -------
@@ -502,7 +525,7 @@ def build_app(
         If names repeat, or ``limits.api_key_env`` names an unset variable.
     """
     fastapi = require("fastapi", extra="llm", purpose="serving ensembles")
-    server = _Server(ensembles, client, limits or ServeLimits())
+    server = _Server(ensembles, client, limits or ServeLimits(), store)
     app = fastapi.FastAPI(title="qdanalysis MoA server")
     app.state.server = server
 

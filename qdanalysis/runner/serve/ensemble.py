@@ -217,7 +217,13 @@ class Served:
     """Per call after the references (layers, aggregator steps): the same fields plus
     ``choice`` and ``role``."""
     rows: tuple[dict[str, Any], ...] = ()
-    """Every outputs-table row involved (references once, then each choice's own rows)."""
+    """Every outputs-table row involved (references once, then each choice's own rows, whose
+    ``sample_index`` is the choice: what its calls were drawn as)."""
+
+    def recorded(self, request_id: str) -> list[dict[str, Any]]:
+        """The rows to store for a served request: ``question_id`` is the request's id (so
+        each request is one question of the outputs table) and ``chat_id`` the chat's hash."""
+        return [r | {"question_id": request_id, "chat_id": r["question_id"]} for r in self.rows]
 
     def usage(self, part: str | None = None) -> dict[str, int]:
         """Tokens of every call the request paid for (``part``: "references" or "calls").
@@ -611,7 +617,13 @@ def _served(
         finals = [rec for rec in c.records if rec["role"] == "final"]
         finish[i] = (finals[-1].get("finish_reason") if finals else None) or "stop"
     ref_ids = {id(row) for row in refs}
-    own = [row for res in results for row in res.rows if id(row) not in ref_ids]
+    # Choice i's calls were drawn as sample i (see _RoleClient): its rows say so.
+    own = [
+        row | {"sample_index": i} if i else row
+        for i, res in enumerate(results)
+        for row in res.rows
+        if id(row) not in ref_ids
+    ]
     return Served(
         texts=tuple(str(res.final.get("output") or "") for res in results),
         finish_reasons=tuple(finish),
