@@ -77,6 +77,11 @@ def test_seed_derives_every_seed(serve: Any) -> None:
             .message.content
             for s in (1, 1, 2)
         ]
+        fresh = [
+            oa.chat.completions.create(model="self_moa", messages=CHAT).model_extra["x_moa"]
+            for _ in range(2)
+        ]
+    assert fresh[0]["seed"] != fresh[1]["seed"]  # no seed: fresh randomness, like a model
     seeds = [sorted({r.seed for r in backend.calls[i * 7 : i * 7 + 6]}) for i in range(3)]
     assert texts[0] == texts[1]
     assert seeds[0] == seeds[1] != seeds[2]

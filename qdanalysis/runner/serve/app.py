@@ -130,6 +130,15 @@ def _error(exc: EnsembleError, headers: Mapping[str, str] | None = None) -> Any:
     return JSONResponse(exc.body(), status_code=exc.status, headers=extra or None)
 
 
+def _internal(exc: BaseException) -> EnsembleError:
+    return EnsembleError(
+        f"internal error: {type(exc).__name__}: {str(exc)[:300]}",
+        status=500,
+        type="server_error",
+        code="internal_error",
+    )
+
+
 def _bad(message: str, code: str = "invalid_request", status: int = 400) -> EnsembleError:
     return EnsembleError(message, status=status, type="invalid_request_error", code=code)
 
@@ -200,6 +209,7 @@ def _x_moa(ensemble: Ensemble, served: Served) -> dict[str, Any]:
         "ensemble": ensemble.name,
         "method": ensemble.method,
         "config_id": ensemble.spec.config_id,
+        "seed": served.seed,
         "n_references": sum(r["status"] == "ok" for r in served.references),
         "min_references": ensemble.needed,
         "references": list(served.references),
@@ -395,9 +405,8 @@ class _Server:
         first = await queue.get()
         if first is None and task.exception() is not None:
             exc = task.exception()
-            if isinstance(exc, EnsembleError):
-                return _error(exc), None
-            raise exc  # type: ignore[misc]
+            err = exc if isinstance(exc, EnsembleError) else _internal(exc)
+            return _error(err), None
         return None, self._events(ensemble, params, include_usage, task, queue, first)
 
     async def _events(
@@ -423,15 +432,8 @@ class _Server:
                 item = await queue.get()
             exc = task.exception()
             if exc is not None:
-                err = exc if isinstance(exc, EnsembleError) else None
-                body = (
-                    err.body()
-                    if err
-                    else {
-                        "error": {"message": str(exc), "type": "server_error", "code": "internal"}
-                    }
-                )
-                yield f"data: {json.dumps(body)}\n\n"
+                err = exc if isinstance(exc, EnsembleError) else _internal(exc)
+                yield f"data: {json.dumps(err.body())}\n\n"
                 return
             served = task.result()
             self.record(base["id"], served)
@@ -484,6 +486,9 @@ async def _answer(server: _Server, request: Any) -> Any:
     except EnsembleError as exc:
         log.info("%s: %d %s", ensemble.name, exc.status, exc.code)
         return _error(exc)
+    except Exception as exc:  # a bug: still an OpenAI error body, and the traceback logged
+        log.exception("%s: internal error", ensemble.name)
+        return _error(_internal(exc))
     finally:
         if not handed_off:
             server.gate.leave()

@@ -21,8 +21,11 @@ What the request's fields mean, by role:
 * ``temperature``, ``max_tokens``, ``stop``: the final call only; proposers, intermediate
   Mixed-MoA layers and earlier Self-MoA-Seq steps keep the ensemble's settings (a request
   that omits one gets the ensemble's value);
-* ``seed``: replaces the ensemble's run seed, from which every call's seed and the
-  aggregator's shuffle of the references derive (:func:`~qdanalysis.runner.engine.seed_for`);
+* ``seed``: the run seed of the request, from which every call's seed and the aggregator's
+  shuffle of the references derive (:func:`~qdanalysis.runner.engine.seed_for`): the same
+  chat with the same seed gets the same answer from seed-honouring backends. Like a hosted
+  model, a request without one gets a fresh random seed (reported, so it can be replayed);
+  the ensemble's ``options.seed`` is not used for served requests;
 * plurality answers the winning answer as the ensemble's scorer extracts it (ties: a seeded
   pick);
 * ``n``: aggregation ``i`` sends its calls as ``sample_index=i`` with seed
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,7 +111,8 @@ def ensemble_method(spec: ConfigSpec) -> str:
     Examples
     --------
     >>> from qdanalysis.configs import ProposerSlot
-    >>> ensemble_method(ConfigSpec(method="self_moa", proposers=(ProposerSlot(model="m"),)))
+    >>> slot = ProposerSlot(model="m", sample_index=0)
+    >>> ensemble_method(ConfigSpec(method="self_moa", proposers=(slot,)))
     'plurality'
     """
     if spec.method == "single":
@@ -216,6 +221,8 @@ class Served:
     calls: tuple[dict[str, Any], ...]
     """Per call after the references (layers, aggregator steps): the same fields plus
     ``choice`` and ``role``."""
+    seed: int = 0
+    """The request's run seed (the request's ``seed``, or the fresh one drawn for it)."""
     rows: tuple[dict[str, Any], ...] = ()
     """Every outputs-table row involved (references once, then each choice's own rows, whose
     ``sample_index`` is the choice: what its calls were drawn as)."""
@@ -410,8 +417,9 @@ def _pool_spec(spec: ConfigSpec) -> ConfigSpec:
 
 def _options(ensemble: Ensemble, params: ChatParams) -> RunOptions:
     # References that fail are skipped here and counted against min_references instead; a
-    # served plurality vote answers one answer, so ties take a seeded pick.
-    seed = ensemble.options.seed if params.seed is None else params.seed
+    # served plurality vote answers one answer, so ties take a seeded pick. Like a hosted
+    # model, a request without a seed gets fresh randomness (its seed is reported).
+    seed = random.SystemRandom().randrange(2**31) if params.seed is None else params.seed
     return dataclasses.replace(
         ensemble.options, seed=seed, on_proposer_error="skip", tie_break="seeded"
     )
@@ -592,14 +600,14 @@ async def run_ensemble(
         if sum(row["status"] == "ok" for row in refs) < ensemble.needed:
             raise _too_few(ensemble, refs, r.failures)
         if offline:
-            return _served([result], refs, [])
+            return _served(r, [result], refs, [])
         pool = {k: v for k, v in eng.memory.items() if k[4] is None}
     n_ok = sum(row["status"] == "ok" for row in refs)
     done = await _aggregations(r, pool, n_ok, params, aggregator_timeout_s, on_delta)
     for res, _ in done:
         if res.final["status"] != "ok":
             raise _failed_final(ensemble, res, r.failures)
-    return _served([res for res, _ in done], refs, [c for _, c in done])
+    return _served(r, [res for res, _ in done], refs, [c for _, c in done])
 
 
 def _bind(on_delta: Callable[[int, str], None], choice: int) -> Callable[[str], None]:
@@ -607,6 +615,7 @@ def _bind(on_delta: Callable[[int, str], None], choice: int) -> Callable[[str], 
 
 
 def _served(
+    r: _Request,
     results: Sequence[MoAResult],
     refs: Sequence[dict[str, Any]],
     clients: Sequence[_RoleClient],
@@ -629,5 +638,6 @@ def _served(
         finish_reasons=tuple(finish),
         references=tuple(_reference(row) for row in refs),
         calls=tuple(rec for c in clients for rec in c.records),
+        seed=r.options.seed,
         rows=(*refs, *own),
     )
