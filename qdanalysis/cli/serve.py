@@ -63,7 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--temperature", type=float, default=_D("temperature"), help="proposer temperature"
     )
     g.add_argument("--top-p", type=float, default=_D("top_p"), help="nucleus mass of every call")
-    g.add_argument("--stop", action="append", default=[], help="proposer stop string (repeatable)")
+    g.add_argument(
+        "--stop",
+        action="append",
+        default=[],
+        help="stop string of every call; a request's stop replaces it for the aggregator",
+    )
     g.add_argument(
         "--aggregator-temperature",
         type=float,

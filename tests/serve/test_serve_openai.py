@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import ensemble, openai_client
+from conftest import collect, ensemble, openai_client
 
 from qdanalysis.runner.llm.base import ChatRequest
 from qdanalysis.testing import MockClient
@@ -141,3 +141,31 @@ def test_plurality_refuses_n(serve: Any) -> None:
     with openai_client(url) as oa, pytest.raises(openai.BadRequestError) as err:
         oa.chat.completions.create(model="plurality", messages=CHAT, n=2)
     assert err.value.body["code"] == "invalid_n"
+
+
+@pytest.mark.parametrize(
+    ("method", "mc", "roles"),
+    [
+        ("self_moa_seq", {"window": 4, "repeats": 2}, ["intermediate", "final"]),
+        ("mixed_moa", {"layers": 2}, ["intermediate", "intermediate", "final"]),
+    ],
+)
+def test_only_the_last_step_is_the_final_call(
+    serve: Any, method: str, mc: dict[str, int], roles: list[str]
+) -> None:
+    backend = MockClient()
+    url = serve([ensemble(method, mc=mc)], backend)
+    with openai_client(url) as oa:
+        chunks = list(
+            oa.chat.completions.create(
+                model=method, messages=CHAT, seed=2, max_tokens=40, stream=True
+            )
+        )
+    x = chunks[-1].model_extra["x_moa"]
+    assert sorted(c["role"] for c in x["calls"]) == sorted(roles)
+    last = backend.calls[-1]
+    assert last.max_tokens == 40  # the request's max_tokens reached the last step only
+    assert {r.max_tokens for r in backend.calls[:-1]} == {2048}
+    texts, n = collect(chunks)
+    assert texts == [backend.responder(last)]
+    assert n == 1
