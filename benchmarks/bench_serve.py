@@ -238,7 +238,6 @@ def run(*, quick: bool = False, repeats: int = 3) -> list[Any]:
                 size="1 request at a time",
                 baseline=label,
                 candidate="served request (HTTP)",
-                repeats=len(t["served"]),
                 note=f"overhead over the critical path {over_ms:.1f} ms (median)",
             )
         )
