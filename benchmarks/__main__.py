@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ._common import RESULT_COLUMNS, Result, fmt_s, machine_info
 
-SECTIONS = ("vendi", "gram", "embeddings", "e2e", "import", "designs")
+SECTIONS = ("vendi", "gram", "embeddings", "e2e", "import", "designs", "serve")
 
 
 def _fmt_ratio(r: Result) -> str:
@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             from . import bench_embeddings as mod
         elif name == "e2e":
             from . import bench_e2e as mod
+        elif name == "serve":
+            from . import bench_serve as mod
         else:
             from . import bench_import as mod
         rows = mod.run(quick=args.quick, repeats=repeats)
