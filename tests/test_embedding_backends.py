@@ -55,7 +55,7 @@ def test_chunks_cover_every_token_of_long_texts(chunker, long_texts):
         parts = chunker.chunks(text)
         assert len(parts) >= 2
         # Every token of the text, in order, is in exactly one chunk, and each chunk fits.
-        assert sum((_ids(tok, p) for p in parts), []) == _ids(tok, text)
+        assert [i for p in parts for i in _ids(tok, p)] == _ids(tok, text)
         assert chunker.token_counts(parts).max() <= chunker.max_seq_length
     assert chunker.chunks(SHORT[0]) == [SHORT[0]]
 
