@@ -261,3 +261,84 @@ def parallel(texts: list[str], fp32: SentenceTransformerEmbedder) -> list[Result
         )
     )
     return out
+
+
+def sensitivity(out_dir: Path, *, cache_dir: Path) -> None:
+    """Diversity and β on the shipped data: truncation (the default) vs chunk-and-pool (and
+    bfloat16 when ``cache_dir`` holds its vectors), as sensitivity-table rows; and the share
+    of texts each choice cuts, per dataset. Writes ``embedding_sensitivity*.csv`` and ``.md``.
+    """
+    import pandas as pd
+
+    from qdanalysis.analysis.pipeline import AnalysisSpec, analyze
+    from qdanalysis.analysis.sensitivity import (
+        embedding_measures,
+        sensitivity_table,
+        truncation_by_dataset,
+    )
+    from qdanalysis.outputs import expand_output_paths, load_outputs
+
+    outputs = load_outputs(expand_output_paths([DATA]))
+    spec = AnalysisSpec(embedding_dtype="float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = analyze(outputs, spec, cache=cache_dir, progress=False)
+        fp32 = SentenceTransformerEmbedder(device="cpu")
+        chunk = SentenceTransformerEmbedder(device="cpu", long_texts="chunk")
+        variants: dict[str, object] = {"chunk-and-pool": chunk}
+        cache = EmbeddingCache(cache_dir / "embeddings.sqlite")
+        bf16 = fp32.variant("bfloat16")
+        hashes = [text_sha256(t) for t in set(outputs["output"])]
+        if len(cache.get_many(bf16.name, hashes)) == len(hashes):
+            variants["bfloat16"] = bf16
+        tables = embedding_measures(res, outputs, variants, cache=cache, pooled=False)
+        cache.close()
+        sens = sensitivity_table(tables, spec=res.spec)
+    trunc = truncation_by_dataset(outputs, {"MiniLM truncate": fp32, "MiniLM chunk": chunk})
+    rows = []
+    for label, tab in tables.items():
+        for ds, g in tab.groupby("dataset"):
+            paper = sens[
+                (sens["dataset"] == ds)
+                & (sens["embedding"] == label)
+                & (sens["quality_measure"] == "quality_mean")
+                & (sens["diversity_measure"] == "diversity_vendi_q1")
+            ].iloc[0]
+            rows.append(
+                {
+                    "dataset": ds,
+                    "embedding": label,
+                    "mean_vendi_q1": g["diversity_vendi_q1"].mean(),
+                    "alpha": paper["alpha"],
+                    "beta": paper["beta"],
+                    "beta_se": paper["beta_se"],
+                    "r2": paper["r2"],
+                }
+            )
+    summary = pd.DataFrame(rows)
+    base = summary[summary["embedding"] == "default"].set_index("dataset")
+    summary["d_mean_vendi_q1"] = summary["mean_vendi_q1"] - summary["dataset"].map(
+        base["mean_vendi_q1"]
+    )
+    summary["d_beta"] = summary["beta"] - summary["dataset"].map(base["beta"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sens.to_csv(out_dir / "embedding_sensitivity_table.csv", index=False)
+    summary.to_csv(out_dir / "embedding_sensitivity.csv", index=False)
+    trunc.to_csv(out_dir / "embedding_truncation.csv", index=False)
+    md = ["# Embedding sensitivity (shipped data; Vendi q=1, quality_mean)", ""]
+    md += [summary.to_markdown(index=False, floatfmt=".5f"), "", "## Truncated share", ""]
+    md += [trunc.to_markdown(index=False, floatfmt=".4f")]
+    (out_dir / "embedding_sensitivity.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_embeddings")
+    p.add_argument("--sensitivity", action="store_true", help="write the sensitivity rows")
+    p.add_argument("--cache-dir", type=Path, default=DATA / "cache")
+    p.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parent / "results")
+    a = p.parse_args()
+    if a.sensitivity:
+        sensitivity(a.out_dir, cache_dir=a.cache_dir)

@@ -174,3 +174,21 @@ def test_multi_process_pool_gives_the_single_process_vectors(minilm, long_texts)
         pooled.close()
     np.testing.assert_allclose(got, minilm.encode(texts), rtol=1e-5, atol=1e-6)
     assert pooled.device == "cpu,cpu"
+
+
+@pytest.mark.slow
+def test_analysis_records_the_auto_choice_and_reruns_on_it(outputs_small, tmp_path):
+    from qdanalysis.analysis.pipeline import analyze
+
+    spec = AnalysisSpec(max_configs=10, embedding_long_texts="chunk")
+    first = analyze(outputs_small, spec, cache=tmp_path, progress=False)
+    p = first.parameters
+    choice = p["embedding_backend_choice"]
+    assert (choice["requested"], p["embedding_dtype"]) == ("auto", choice["chosen"])
+    assert set(choice["texts_per_s"]) >= {"float32", "bfloat16"}
+    assert (p["embedding_long_texts"], p["n_truncated"]) == ("chunk", 0)
+    again = analyze(outputs_small, spec, cache=tmp_path, progress=False)
+    assert again.parameters["embedding_backend_choice"]["reason"].startswith("cache:")
+    assert again.embeddings.n_embedded == 0
+    pd_equal = again.qd_table.equals(first.qd_table)
+    assert pd_equal

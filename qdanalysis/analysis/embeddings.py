@@ -778,27 +778,7 @@ def embed_texts(
             tokens[i] = int(c)
     n_long = int(sum(1 for t in tokens if msl and t is not None and t > msl))
     chunked = getattr(embedder, "long_texts", "truncate") == "chunk"
-    n_trunc = 0 if chunked else n_long
-    if n_trunc:
-        warnings.warn(
-            f"{n_trunc} of {len(hashes)} distinct texts ({n_trunc / len(hashes):.1%}) exceed the "
-            f"embedding model's max_seq_length of {msl} tokens and are embedded by their prefix "
-            "only; diversity then reflects the texts' beginnings. The share is recorded in the "
-            "sidecars; long_texts='chunk' embeds them whole.",
-            DataWarning,
-            stacklevel=2,
-        )
-    log.info(
-        "embeddings: %d distinct texts, %d from cache, %d embedded, %d longer than %s tokens (%s)",
-        *(
-            len(hashes),
-            n_cached,
-            len(hashes) - n_cached,
-            n_long,
-            msl,
-            "chunked" if chunked else "truncated",
-        ),
-    )
+    _report_long(n_long, len(hashes), msl, chunked=chunked, n_cached=n_cached)
     extra: dict[str, Any] = {"long_texts": "chunk" if chunked else "truncate", "n_long": n_long}
     if choice is not None:
         extra["backend_choice"] = choice
@@ -807,7 +787,7 @@ def embed_texts(
         index={h: i for i, h in enumerate(hashes)},
         model=embedder.name,
         max_seq_length=msl,
-        n_truncated=n_trunc,
+        n_truncated=0 if chunked else n_long,
         n_embedded=len(hashes) - n_cached,
         n_cached=n_cached,
         # A run served from the cache never loads the model: record a device only if it ran.
@@ -817,6 +797,23 @@ def embed_texts(
             else embedder.loaded_device
         ),
         extra=extra,
+    )
+
+
+def _report_long(n_long: int, n: int, msl: int | None, *, chunked: bool, n_cached: int) -> None:
+    """Warn when texts were cut (not when chunked: those are embedded whole), and log."""
+    if n_long and not chunked:
+        warnings.warn(
+            f"{n_long} of {n} distinct texts ({n_long / n:.1%}) exceed the "
+            f"embedding model's max_seq_length of {msl} tokens and are embedded by their prefix "
+            "only; diversity then reflects the texts' beginnings. The share is recorded in the "
+            "sidecars; long_texts='chunk' embeds them whole.",
+            DataWarning,
+            stacklevel=3,
+        )
+    log.info(
+        "embeddings: %d distinct texts, %d from cache, %d embedded, %d longer than %s tokens (%s)",
+        *(n, n_cached, n - n_cached, n_long, msl, "chunked" if chunked else "truncated"),
     )
 
 

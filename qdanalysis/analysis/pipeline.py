@@ -446,13 +446,10 @@ def _embed(
     from .embeddings import EmbeddingCache, SentenceTransformerEmbedder, embed_texts
 
     if embedder is None:
+        options: dict[str, Any] = {"device": spec.device, "batch_size": spec.batch_size}
+        options.update(dtype=spec.embedding_dtype, long_texts=spec.embedding_long_texts)
         embedder = SentenceTransformerEmbedder(
-            spec.embedding_model,
-            device=spec.device,
-            batch_size=spec.batch_size,
-            dtype=spec.embedding_dtype,
-            long_texts=spec.embedding_long_texts,
-            devices=spec.embedding_devices or None,
+            spec.embedding_model, devices=spec.embedding_devices or None, **options
         )
     store = None
     if cache is not False:
