@@ -118,6 +118,20 @@ def test_auto_measures_backends_and_records_the_choice(minilm, shipped_outputs):
     assert np.min(np.sum(ref * emb.vectors[emb.rows_for(texts)], axis=1)) >= AGREEMENT_MIN_COSINE
 
 
+def test_auto_choosing_float32_gives_the_explicit_float32_vectors_bit_for_bit(
+    minilm, shipped_outputs, monkeypatch
+):
+    # The probe embeds its 64 texts in other batches (other padding): its float32 vectors must
+    # not be kept, or a run where auto picks float32 would differ from earlier runs at 1e-7.
+    texts = sorted(set(shipped_outputs["output"]), key=len)[:80]
+    auto = SentenceTransformerEmbedder(device="cpu", dtype="auto")
+    monkeypatch.setattr(auto, "candidate_dtypes", lambda: ["float32"])
+    got = embed_texts(texts, auto, progress=False)
+    assert (got.extra["backend_choice"]["chosen"], got.model) == ("float32", minilm.name)
+    ref = embed_texts(texts, minilm, progress=False)
+    assert got.vectors.tobytes() == ref.vectors.tobytes()
+
+
 def test_auto_keeps_the_backend_the_cache_holds(minilm, tmp_path):
     cache = EmbeddingCache(tmp_path / "e.sqlite")
     cache.put_many(minilm.name, [text_sha256(SHORT[0])], minilm.encode(SHORT[:1]))

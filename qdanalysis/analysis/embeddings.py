@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULT_EMBEDDING_MODEL",
     "EMBEDDING_DTYPES",
     "LONG_TEXT_MODES",
+    "PROBE_TEXTS",
     "Embedder",
     "EmbeddingCache",
     "Embeddings",
@@ -368,6 +369,11 @@ class SentenceTransformerEmbedder:
     def _chunk_texts(self, texts: list[str]) -> tuple[list[list[str]], list[list[int]]]:
         """Each text split into windows that fit the model, and their token counts."""
         tok = self._model.tokenizer
+        if not getattr(tok, "is_fast", False):
+            raise ConfigError(
+                f"long_texts='chunk': expected a fast (Rust) tokenizer for {self._model_arg!r}, "
+                f"which gives token offsets; got {type(tok).__name__}. Use long_texts='truncate'."
+            )
         msl = self.max_seq_length or 0
         room = msl - tok.num_special_tokens_to_add(pair=False)
         out: list[list[str]] = []
@@ -411,7 +417,7 @@ class SentenceTransformerEmbedder:
         """The backends ``dtype="auto"`` measures here: float32, bfloat16 and, if installed,
         OpenVINO (CPU only)."""
         out = ["float32", "bfloat16"]
-        if _openvino_available() and (self.devices or self.device) in ("cpu", ("cpu",)):
+        if _openvino_available() and all(d == "cpu" for d in self.devices or (self.device,)):
             out.append("openvino")
         return out
 
@@ -453,8 +459,9 @@ class SentenceTransformerEmbedder:
 
     def probe_vectors(self) -> dict[str, NDArray[np.float32]]:
         """Vectors the last probe made with the chosen backend, by text hash, handed over once
-        (:func:`embed_texts` keeps them instead of embedding those texts again). Texts longer
-        than the window are left out under ``long_texts="chunk"``."""
+        (:func:`embed_texts` keeps them instead of embedding those texts again). None when
+        float32 was chosen (its vectors stay those of an explicit float32 run, bit for bit);
+        texts longer than the window are left out under ``long_texts="chunk"``."""
         vecs, self._probe_vectors = getattr(self, "_probe_vectors", {}), {}
         return vecs
 
@@ -584,7 +591,9 @@ def _choose_backend(
         "texts_per_s": {d: round(s, 2) for d, s in speeds.items()},
         "min_cosine_vs_float32": {d: round(c, 6) for d, c in agree.items()},
         "_models": {best: models[best]},
-        "_vectors": dict(zip(sample_h, probe[best], strict=True)),
+        # Kept for any backend but float32: a vector depends on its batch's padding at 1e-7,
+        # and float32 vectors must stay byte-identical to those of an explicit float32 run.
+        "_vectors": dict(zip(sample_h, probe[best], strict=True)) if best != "float32" else {},
     }
 
 
