@@ -191,6 +191,7 @@ def test_multi_process_pool_gives_the_single_process_vectors(minilm, long_texts)
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::qdanalysis.errors.DataWarning")
 def test_analysis_records_the_auto_choice_and_reruns_on_it(outputs_small, tmp_path):
     from qdanalysis.analysis.pipeline import analyze
 
@@ -204,5 +205,4 @@ def test_analysis_records_the_auto_choice_and_reruns_on_it(outputs_small, tmp_pa
     again = analyze(outputs_small, spec, cache=tmp_path, progress=False)
     assert again.parameters["embedding_backend_choice"]["reason"].startswith("cache:")
     assert again.embeddings.n_embedded == 0
-    pd_equal = again.qd_table.equals(first.qd_table)
-    assert pd_equal
+    assert again.qd_table.equals(first.qd_table)
