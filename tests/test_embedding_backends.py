@@ -191,7 +191,7 @@ def test_multi_process_pool_gives_the_single_process_vectors(minilm, long_texts)
 
 
 @pytest.mark.slow
-@pytest.mark.filterwarnings("ignore::qdanalysis.errors.DataWarning")
+@pytest.mark.filterwarnings("ignore::qdanalysis.errors.QDAnalysisWarning")  # not tested here
 def test_analysis_records_the_auto_choice_and_reruns_on_it(outputs_small, tmp_path):
     from qdanalysis.analysis.pipeline import analyze
 
