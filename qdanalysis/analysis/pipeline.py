@@ -28,7 +28,14 @@ from ..errors import ConfigError, DataError
 from ..outputs import add_proposer_column, proposer_rows
 from .aggregators import AGGREGATORS, Aggregator, PerformanceTable, get_aggregator
 from .diversity import DEFAULT_TOL, _check_q, _check_tol
-from .embeddings import CACHE_FILE, DEFAULT_EMBEDDING_MODEL, Embeddings, default_cache_dir
+from .embeddings import (
+    CACHE_FILE,
+    DEFAULT_EMBEDDING_MODEL,
+    EMBEDDING_DTYPES,
+    LONG_TEXT_MODES,
+    Embeddings,
+    default_cache_dir,
+)
 from .regression import COV_TYPES, RegressionSpec
 
 __all__ = ["Analysis", "AnalysisSpec", "analyze"]
@@ -36,7 +43,6 @@ __all__ = ["Analysis", "AnalysisSpec", "analyze"]
 log = logging.getLogger(__name__)
 
 _QUALITY_SOURCES = ("slot", "model")
-_EMBEDDING_DTYPES = ("float32", "bfloat16")
 
 
 def _check_int(name: str, value: Any, *, low: int | None = None) -> None:
@@ -92,8 +98,19 @@ class AnalysisSpec:
     """Embedding device: ``auto`` (cuda, mps, cpu), ``cpu``, ``cuda``, ``cuda:N``, ``mps``."""
     batch_size: int = 64
     """Embedding batch size."""
-    embedding_dtype: str = "float32"
-    """Embedding precision: ``float32`` or ``bfloat16``."""
+    embedding_dtype: str = "auto"
+    """Embedding precision/backend: ``auto`` (the fastest of float32, bfloat16 and, if
+    installed, OpenVINO whose vectors agree with float32 on a probe of the data; a backend
+    that already holds the texts in the cache is kept), ``float32``, ``bfloat16`` or
+    ``openvino``. What ran is the sidecars' flat ``embedding_dtype``."""
+    embedding_long_texts: str = "truncate"
+    """Texts longer than the model's window: ``truncate`` (the model cuts them; the share is
+    recorded) or ``chunk`` (embedded whole by chunk-and-pool)."""
+    embedding_devices: tuple[str, ...] = ()
+    """Two or more devices to embed with sentence-transformers' multi-process pool
+    (``("cuda:0", "cuda:1")``, ``("cpu", "cpu")``); empty: one process on ``device``."""
+    embedding_cluster: str | None = None
+    """Embed on a Dask cluster: a scheduler address, or ``local:N`` for N local workers."""
     cov_type: str = RegressionSpec.cov_type
     """OLS covariance of the fits (``nonrobust`` is the paper's plain OLS)."""
     ddof: int = RegressionSpec.ddof
@@ -133,7 +150,9 @@ class AnalysisSpec:
         tol = _check_tol(self.vendi_tol, name="AnalysisSpec.vendi_tol")
         object.__setattr__(self, "vendi_tol", tol)
         _check_choice("quality", self.quality, _QUALITY_SOURCES)
-        _check_choice("embedding_dtype", self.embedding_dtype, _EMBEDDING_DTYPES)
+        _check_choice("embedding_dtype", self.embedding_dtype, EMBEDDING_DTYPES)
+        _check_choice("embedding_long_texts", self.embedding_long_texts, LONG_TEXT_MODES)
+        object.__setattr__(self, "embedding_devices", tuple(self.embedding_devices))
         _check_choice("cov_type", self.cov_type, COV_TYPES)
         self._check_performance()
 
@@ -177,6 +196,7 @@ class AnalysisSpec:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["aggregator"] = self.aggregator_name
         d["proposer_key"] = list(self.proposer_key)
+        d["embedding_devices"] = list(self.embedding_devices)
         d["vendi_q"] = "inf" if math.isinf(self.vendi_q) else self.vendi_q
         return d
 
@@ -437,21 +457,28 @@ def _embed(
     from .embeddings import EmbeddingCache, SentenceTransformerEmbedder, embed_texts
 
     if embedder is None:
+        options: dict[str, Any] = {"device": spec.device, "batch_size": spec.batch_size}
+        options.update(dtype=spec.embedding_dtype, long_texts=spec.embedding_long_texts)
         embedder = SentenceTransformerEmbedder(
-            spec.embedding_model,
-            device=spec.device,
-            batch_size=spec.batch_size,
-            dtype=spec.embedding_dtype,
+            spec.embedding_model, devices=spec.embedding_devices or None, **options
         )
     store = None
     if cache is not False:
         base = default_cache_dir() if cache is True else Path(cache)
         store = EmbeddingCache(base / CACHE_FILE)
     try:
-        return embed_texts(texts, embedder, cache=store, progress=progress), embedder
+        if spec.embedding_cluster is None:
+            return embed_texts(texts, embedder, cache=store, progress=progress), embedder
+        from .embed_cluster import DaskEmbedder, dask_client
+
+        with dask_client(spec.embedding_cluster) as client:
+            dask = DaskEmbedder(embedder, client)
+            return embed_texts(texts, dask, cache=store, progress=progress), dask
     finally:
         if store is not None:
             store.close()
+        if isinstance(embedder, SentenceTransformerEmbedder):
+            embedder.close()  # a multi-process pool, if one was started
 
 
 def _parameters(
@@ -465,6 +492,9 @@ def _parameters(
         "embedding_model": emb.model,
         "embedding_device": emb.device,
         "embedding_dtype": getattr(embedder, "dtype", None),
+        "embedding_backend_choice": emb.extra.get("backend_choice"),
+        "embedding_long_texts": emb.extra.get("long_texts"),
+        "n_long_texts": emb.extra.get("n_long"),
         "max_seq_length": emb.max_seq_length,
         "n_texts": emb.n_texts,
         "n_truncated": emb.n_truncated,

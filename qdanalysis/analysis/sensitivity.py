@@ -51,11 +51,13 @@ __all__ = [
     "QUALITY_LABELS",
     "HashingEmbedder",
     "centered_k_norm",
+    "embedding_measures",
     "k_norm",
     "label",
     "measure_table",
     "sensitivity_long",
     "sensitivity_table",
+    "truncation_by_dataset",
 ]
 
 #: Readable names of the diversity columns of :func:`measure_table`.
@@ -449,6 +451,93 @@ def measure_table(
     ]
     out = pd.concat(tables, ignore_index=True)
     return out[_column_order(out)].sort_values(["dataset", "config_id"]).reset_index(drop=True)
+
+
+def embedding_measures(
+    analysis: Analysis,
+    outputs: pd.DataFrame,
+    embedders: Mapping[str, Any],
+    *,
+    cache: Any = None,
+    progress: bool = False,
+    **measure_kwargs: Any,
+) -> dict[str, pd.DataFrame]:
+    """:func:`measure_table` under the analysis's embeddings and under each of ``embedders``.
+
+    The result feeds :func:`sensitivity_table`, which then adds one block of rows per
+    embedding: e.g. ``{"chunk-and-pool": SentenceTransformerEmbedder(long_texts="chunk")}``
+    gives rows labelled ``embedding: chunk-and-pool`` next to the ``default`` ones.
+
+    Parameters
+    ----------
+    analysis, outputs
+        As for :func:`measure_table`.
+    embedders
+        Label -> :class:`~qdanalysis.analysis.embeddings.Embedder` of the same outputs.
+    cache
+        An :class:`~qdanalysis.analysis.embeddings.EmbeddingCache` to reuse and fill.
+    progress
+        Progress bars while embedding.
+    **measure_kwargs
+        Passed to :func:`measure_table` (``ks``, ``vendi_orders``, ``pooled``, ``quality_source``).
+
+    Returns
+    -------
+    dict
+        ``"default"`` (the analysis's embeddings) then ``"embedding: <label>"`` per embedder,
+        each a :func:`measure_table` result.
+    """
+    from .embeddings import embed_texts
+
+    texts = proposer_rows(outputs)["output"].tolist()
+    out = {"default": measure_table(analysis, outputs, **measure_kwargs)}
+    for name, embedder in embedders.items():
+        emb = embed_texts(texts, embedder, cache=cache, progress=progress)
+        out[f"embedding: {name}"] = measure_table(
+            analysis, outputs, embeddings=emb, **measure_kwargs
+        )
+    return out
+
+
+def truncation_by_dataset(outputs: pd.DataFrame, embedders: Mapping[str, Any]) -> pd.DataFrame:
+    """Per dataset, the share of distinct proposer outputs each embedder cuts.
+
+    Parameters
+    ----------
+    outputs
+        An outputs table.
+    embedders
+        Label -> embedder (its ``token_counts`` and ``max_seq_length``; one with
+        ``long_texts="chunk"`` cuts nothing).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``dataset, embedding, max_seq_length, n_texts, n_long`` (longer than the window),
+        ``truncated_share`` (cut: ``n_long / n_texts``, or 0 when chunked),
+        ``median_tokens, max_tokens``.
+    """
+    rows = []
+    texts = proposer_rows(outputs).drop_duplicates(["dataset", "output"])
+    for ds, g in texts.groupby("dataset", sort=True):
+        for name, embedder in embedders.items():
+            counts = embedder.token_counts(g["output"].tolist())
+            msl = embedder.max_seq_length
+            n_long = int(np.sum(counts > msl)) if msl else 0
+            chunked = getattr(embedder, "long_texts", "truncate") == "chunk"
+            rows.append(
+                {
+                    "dataset": ds,
+                    "embedding": name,
+                    "max_seq_length": msl,
+                    "n_texts": len(g),
+                    "n_long": n_long,
+                    "truncated_share": 0.0 if chunked else n_long / len(g),
+                    "median_tokens": float(np.median(counts)),
+                    "max_tokens": int(counts.max()),
+                }
+            )
+    return pd.DataFrame(rows)
 
 
 def label(column: str, labels: Mapping[str, str] | None = None) -> str:
