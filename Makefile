@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml .ci/constraints.txt
 	touch $@
 
 demo: setup
-	$(PY) -m qdanalysis.fit --report
+	$(PY) -m qdanalysis.fit --report --embedding-dtype float32
 
 figures: demo
 
