@@ -172,7 +172,7 @@ def numba_backend():
 def test_numba_eigenvalues_equal_eigvalsh(rng, numba_backend):
     from qdanalysis.analysis._jacobi import LANES, eigvalsh_lanes
 
-    for n in (1, 2, 3, 6, 7, 12, 16):
+    for n in (1, 2, 3, 6, 7, 12, 16, 24):
         for m in (1, LANES - 1, LANES, 3 * LANES + 5):
             K = structured_grams(rng, m, n, 8)
             lam, sweeps = eigvalsh_lanes(K)
@@ -202,7 +202,7 @@ def test_numba_reads_the_lower_triangle_like_numpy(rng, numba_backend):
 @settings(max_examples=40, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
-    n=st.integers(1, 16),
+    n=st.integers(1, 24),
     d=st.integers(1, 400),
     m=st.integers(64, 300),
     spread=st.floats(0.01, 3.0),

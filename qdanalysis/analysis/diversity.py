@@ -95,8 +95,8 @@ _BACKENDS = ("auto", "numba", "numpy")
 #: ``backend="auto"`` uses numba from this many matrices on (smaller stacks never import it:
 #: numpy answers them in microseconds, and importing numba costs a fraction of a second)...
 _NUMBA_MIN_BATCH = 64
-#: ... and up to this size: Jacobi's work grows as n³ per sweep, LAPACK's gains beyond it.
-_NUMBA_MAX_N = 16
+#: ... and up to this size (measured faster than LAPACK up to 24; its work grows as n³ per sweep).
+_NUMBA_MAX_N = 24
 
 
 @functools.cache
@@ -112,7 +112,7 @@ def vendi_backend() -> str:
     """The CPU eigenvalue backend of :func:`vendi_score` with ``backend="auto"``, for sidecars.
 
     ``"numba <version>"`` (batched cyclic Jacobi, for stacks of at least 64 matrices of size
-    up to 16; smaller work goes to numpy) when numba is importable, else ``"numpy"`` (batched
+    up to 24; smaller work goes to numpy) when numba is importable, else ``"numpy"`` (batched
     ``numpy.linalg.eigvalsh``, the reference). Both agree to 1e-12.
 
     Examples
@@ -263,7 +263,7 @@ def vendi_score(
         agree to 1e-9.
     backend
         CPU eigenvalues: ``"auto"`` (default: numba's batched Jacobi for stacks of at least 64
-        matrices of size up to 16 when numba is installed, else numpy; see
+        matrices of size up to 24 when numba is installed, else numpy; see
         :func:`vendi_backend`), ``"numba"`` or ``"numpy"`` (``numpy.linalg.eigvalsh``, the
         reference). They agree to 1e-12.
 
