@@ -43,11 +43,15 @@ def synthetic_study(
             "answer_key": np.where(correct > 0, "right", rng.integers(0, 3, len(q)).astype(str)),
         }
     )
-    vec = np.repeat(rng.standard_normal((n_questions, d)), n_models * n_samples, axis=0)
-    vec = vec + rng.uniform(0.5, 1.5, (len(q), 1)) * rng.standard_normal((len(q), d))
+    # float32 throughout: at 10⁴ questions the vectors alone are hundreds of MB.
+    f32 = np.float32
+    vec = np.repeat(rng.standard_normal((n_questions, d), dtype=f32), n_models * n_samples, axis=0)
+    vec += rng.uniform(0.5, 1.5, (len(q), 1)).astype(f32) * rng.standard_normal(
+        (len(q), d), dtype=f32
+    )
     vec /= np.linalg.norm(vec, axis=1, keepdims=True)
     emb = Embeddings(
-        vectors=vec.astype(np.float32),
+        vectors=vec,
         index={text_sha256(t): i for i, t in enumerate(texts)},
         model="synthetic",
         max_seq_length=None,

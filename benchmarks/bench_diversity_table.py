@@ -1,18 +1,35 @@
 """Gram reuse: per-question Gram blocks sliced per configuration vs recomputing products.
 
 Also the scaling study: time and memory of the measure stage as configurations, questions
-and proposers per configuration grow (plotted to ``results/scaling.png``).
+and proposers per configuration grow (plotted to ``results/scaling.png``), and the pair stage
+at 10⁵, 10⁶ and 10⁷ (configuration, question) pairs, one fresh process per size so that each
+peak memory is its own: ``python -m benchmarks.bench_diversity_table CONFIGS QUESTIONS [MODE]``
+prints one JSON row (MODE ``chunked``, the default, or ``one-pass``).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 
 from qdanalysis.analysis.diversity import vendi_score
-from qdanalysis.analysis.pairs import PairRequest, _gram_measures, measure_pairs, slot_index
+from qdanalysis.analysis.pairs import (
+    PairRequest,
+    _gram_measures,
+    iter_pair_frames,
+    measure_pairs,
+    slot_index,
+    summarise_pair_frames,
+    summarise_pairs,
+)
 
 from ._common import Result, fmt_s, paired, timed
 from ._synthetic import synthetic_study
@@ -105,6 +122,7 @@ def scaling(*, quick: bool, out_dir: Path) -> tuple[list[dict], Path | None]:
                 }
             )
             print(f"  scaling {axis}={value}: {fmt_s(min(t, t2))}, peak {mem:.0f} MiB", flush=True)
+    rows += _pair_stage_table(quick=quick, out_dir=out_dir)
     path = None
     try:
         import matplotlib as mpl
@@ -114,7 +132,7 @@ def scaling(*, quick: bool, out_dir: Path) -> tuple[list[dict], Path | None]:
 
         fig, axs = plt.subplots(2, 3, figsize=(10, 5.5), constrained_layout=True)
         for j, axis in enumerate(axes):
-            sub = [r for r in rows if r["axis"] == axis]
+            sub = [r for r in rows if r["axis"] == axis]  # the pair-stage rows are not plotted
             x = [r["value"] for r in sub]
             axs[0, j].plot(x, [r["seconds"] for r in sub], "o-")
             axs[1, j].plot(x, [r["peak_mib"] for r in sub], "o-", color="C1")
@@ -141,3 +159,109 @@ def scaling(*, quick: bool, out_dir: Path) -> tuple[list[dict], Path | None]:
     except ImportError:
         pass
     return rows, path
+
+
+#: (configurations, questions) of the pair-stage rows: 10⁵, 10⁶ and 10⁷ pairs.
+PAIR_SCALES = ((100, 1_000), (1_000, 1_000), (1_000, 10_000))
+#: One pass holds every pair's arrays at once: measured up to this many pairs only.
+ONE_PASS_MAX = 1_000_000
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm", encoding="ascii") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def pair_stage(n_configs: int, n_questions: int, mode: str = "chunked") -> dict:
+    """Time and memory of the pair stage (quality, Vendi q=1, plurality vote, and the
+    per-configuration means) on a synthetic study, in this process."""
+    t0 = time.perf_counter()
+    # 3 types x 6 samples: C(18, 6) = 18,564 distinct 6-slot configurations to draw from.
+    frame, configs, emb = synthetic_study(
+        n_questions=n_questions, n_configs=n_configs, n_models=3, n_samples=6
+    )
+    setup_s = time.perf_counter() - t0
+    rss0 = _rss_mib()
+    tracemalloc.start()
+    t = time.perf_counter()
+    cpu = time.process_time()
+    if mode == "chunked":
+        summary = summarise_pair_frames(iter_pair_frames(frame, configs, emb, dataset="synthetic"))
+    else:
+        summary = summarise_pairs(measure_pairs(frame, configs, emb, dataset="synthetic"))
+    seconds = time.perf_counter() - t
+    cpu = time.process_time() - cpu
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    return {
+        "mode": mode,
+        "n_configs": len(configs),
+        "n_questions": n_questions,
+        "n_pairs": len(configs) * n_questions,
+        "pairs_kept": int(summary["n_questions"].sum()),
+        "setup_s": round(setup_s, 2),
+        "seconds": round(seconds, 2),
+        "cpu_s": round(cpu, 2),  # all threads: the fair measure on a shared machine
+        "us_per_pair": round(seconds / (len(configs) * n_questions) * 1e6, 3),
+        "stage_peak_mib": round(peak, 1),
+        "rss_before_mib": round(rss0, 1),
+        "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def _pair_stage_table(*, quick: bool, out_dir: Path) -> list[dict]:
+    """Run :func:`pair_stage_rows`, write ``pair_stage.csv``; rows in the scaling.csv form."""
+    import csv
+
+    full = pair_stage_rows(quick=quick)
+    with (out_dir / "pair_stage.csv").open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(full[0]))
+        w.writeheader()
+        w.writerows(full)
+    return [
+        {
+            "axis": f"pairs ({r['mode']})",
+            "value": r["n_pairs"],
+            "n_configs": r["n_configs"],
+            "n_questions": r["n_questions"],
+            "n_proposers": 6,
+            "seconds": r["seconds"],
+            "peak_mib": r["stage_peak_mib"],
+        }
+        for r in full
+    ]
+
+
+def pair_stage_rows(*, quick: bool, scales=PAIR_SCALES) -> list[dict]:
+    """:func:`pair_stage` at each scale in a fresh process (``nice``: long and CPU-bound)."""
+    if quick:
+        scales = ((30, 100),)
+    rows = []
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    for c, q in scales:
+        for mode in ("chunked", "one-pass"):
+            if mode == "one-pass" and c * q > ONE_PASS_MAX:
+                continue
+            cmd = [sys.executable, "-m", "benchmarks.bench_diversity_table", str(c), str(q), mode]
+            out = subprocess.run(
+                ["nice", "-n", "10", *cmd],
+                env=env,
+                cwd=root,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            print(
+                f"  pair stage {mode} {row['n_pairs']:,} pairs: {fmt_s(row['seconds'])}, "
+                f"stage peak {row['stage_peak_mib']:.0f} MiB, max RSS "
+                f"{row['max_rss_mib']:.0f} MiB",
+                flush=True,
+            )
+            rows.append(row)
+    return rows
+
+
+if __name__ == "__main__":
+    print(json.dumps(pair_stage(int(sys.argv[1]), int(sys.argv[2]), *sys.argv[3:4])))
