@@ -24,8 +24,9 @@ from qdanalysis.analysis.diversity import vendi_score
 from qdanalysis.analysis.pairs import (
     PairRequest,
     _gram_measures,
-    iter_pair_frames,
+    iter_pair_blocks,
     measure_pairs,
+    pair_frame,
     slot_index,
     summarise_pair_frames,
     summarise_pairs,
@@ -186,7 +187,8 @@ def pair_stage(n_configs: int, n_questions: int, mode: str = "chunked") -> dict:
     t = time.perf_counter()
     cpu = time.process_time()
     if mode == "chunked":
-        summary = summarise_pair_frames(iter_pair_frames(frame, configs, emb, dataset="synthetic"))
+        chunks = iter_pair_blocks(frame, configs, emb, dataset="synthetic")
+        summary = summarise_pair_frames(pair_frame(b) for b in chunks)
     else:
         summary = summarise_pairs(measure_pairs(frame, configs, emb, dataset="synthetic"))
     seconds = time.perf_counter() - t

@@ -15,12 +15,12 @@ from qdanalysis.analysis.embeddings import Embeddings, embed_texts
 from qdanalysis.analysis.pairs import (
     PairRequest,
     iter_pair_blocks,
-    iter_pair_frames,
     measure_blocks,
     measure_pairs,
     pair_frame,
     summarise_pair_frames,
     summarise_pairs,
+    vendi_name,
 )
 from qdanalysis.configs import generate_configs
 from qdanalysis.errors import ConfigError, DataWarning
@@ -55,6 +55,12 @@ def same_rows(chunked, whole):
     key = ["config_id", "question_id"]
     a = chunked.sort_values(key, kind="stable").reset_index(drop=True)
     pd.testing.assert_frame_equal(a, whole.sort_values(key, kind="stable").reset_index(drop=True))
+
+
+def iter_pair_frames(rows, configs, emb, *, dataset, q=1.0, **kw):
+    req = PairRequest(vendi_orders=(q,))
+    for blocks in iter_pair_blocks(rows, configs, emb, dataset=dataset, request=req, **kw):
+        yield pair_frame(blocks, diversity=vendi_name(q))
 
 
 def one_pass_and_chunks(rows, configs, emb, chunk_pairs, **kw):

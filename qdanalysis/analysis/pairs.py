@@ -23,6 +23,7 @@ import sys
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,7 +49,6 @@ __all__ = [
     "PairRequest",
     "SlotIndex",
     "iter_pair_blocks",
-    "iter_pair_frames",
     "measure_blocks",
     "measure_pairs",
     "pair_frame",
@@ -498,11 +498,9 @@ def iter_pair_blocks(
     embeddings: Embeddings | None,
     *,
     dataset: str,
-    aggregator: Aggregator | None = None,
-    request: PairRequest | None = None,
-    proposer_column: str = "proposer",
     chunk_pairs: int = DEFAULT_CHUNK_PAIRS,
     warn: bool = True,
+    **measure: Any,
 ) -> Iterator[list[PairBlock]]:
     """:func:`measure_blocks` over chunks of questions, so memory stays bounded at any size.
 
@@ -515,13 +513,15 @@ def iter_pair_blocks(
 
     Parameters
     ----------
-    outputs, configs, embeddings, dataset, aggregator, request, proposer_column
-        As for :func:`measure_blocks`. ``request.pooled`` kernels are per chunk (each averages
-        over the chunk's kept pairs).
+    outputs, configs, embeddings, dataset
+        As for :func:`measure_blocks`.
     chunk_pairs
         Target pairs per chunk (at least 1).
     warn
         Warn about dropped pairs once, after the last chunk.
+    **measure
+        ``aggregator``, ``request``, ``proposer_column``: as for :func:`measure_blocks`.
+        ``request.pooled`` kernels are per chunk (each averages over the chunk's kept pairs).
 
     Yields
     ------
@@ -538,6 +538,7 @@ def iter_pair_blocks(
         raise ConfigError(
             f"iter_pair_blocks chunk_pairs: expected an int >= 1; got {chunk_pairs!r}."
         )
+    proposer_column = measure.get("proposer_column", "proposer")
     everywhere = _present_keys(outputs, proposer_column)
     for spec in configs:
         if not _fits(spec, everywhere):
@@ -555,50 +556,11 @@ def iter_pair_blocks(
         n_missing += (len(configs) - len(use)) * len(part)
         if not use:
             continue
-        blocks = measure_blocks(
-            sub,
-            use,
-            embeddings,
-            dataset=dataset,
-            aggregator=aggregator,
-            request=request,
-            proposer_column=proposer_column,
-            warn=False,
-        )
+        blocks = measure_blocks(sub, use, embeddings, dataset=dataset, warn=False, **measure)
         n_missing += sum(int((~b.keep).sum()) for b in blocks)
         yield blocks
     if n_missing and warn:
         _warn_dropped(dataset, n_missing, n_total)
-
-
-def iter_pair_frames(
-    outputs: pd.DataFrame,
-    configs: Sequence[ConfigSpec],
-    embeddings: Embeddings | None,
-    *,
-    dataset: str,
-    q: float = 1.0,
-    tol: float = DEFAULT_TOL,
-    aggregator: Aggregator | None = None,
-    proposer_column: str = "proposer",
-    chunk_pairs: int = DEFAULT_CHUNK_PAIRS,
-) -> Iterator[pd.DataFrame]:
-    """:func:`measure_pairs` in chunks of questions: yields pair tables that together hold
-    exactly the rows :func:`measure_pairs` returns, ordered by chunk first (see
-    :func:`iter_pair_blocks`). Write each chunk out (e.g. ``to_csv(mode="a")``) or fold the
-    chunks into :func:`summarise_pair_frames`.
-    """
-    for blocks in iter_pair_blocks(
-        outputs,
-        configs,
-        embeddings,
-        dataset=dataset,
-        aggregator=aggregator,
-        request=PairRequest(vendi_orders=(q,), tol=tol),
-        proposer_column=proposer_column,
-        chunk_pairs=chunk_pairs,
-    ):
-        yield pair_frame(blocks, diversity=vendi_name(q))
 
 
 _MEASURES = ("quality", "diversity", "performance")
@@ -606,6 +568,8 @@ _MEASURES = ("quality", "diversity", "performance")
 
 def summarise_pair_frames(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
     """:func:`summarise_pairs` of the concatenation of ``frames``, holding one chunk at a time.
+
+    ``frames`` is typically ``(pair_frame(blocks) for blocks in iter_pair_blocks(...))``.
 
     Per configuration it keeps the sums and counts of each measure (NaN skipped), so the means
     equal :func:`summarise_pairs` to rounding.
