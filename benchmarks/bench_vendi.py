@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-from qdanalysis.analysis.diversity import vendi_backend, vendi_score
+from qdanalysis.analysis.diversity import _NUMBA_MAX_N, vendi_backend, vendi_score
 
 from ._common import Result, goal_met, paired
 
@@ -83,7 +83,8 @@ def run(*, quick: bool, repeats: int) -> list[Result]:
             p, ref, ours = paired(
                 lambda K=K, q=q: _package_loop(K, q), lambda K=K, q=q: vendi_score(K, q=q), reps
             )
-            route = "closed form (tr K)²/‖K‖²_F" if q == 2 else f"auto: {backend}"
+            auto = backend if n <= _NUMBA_MAX_N else "numpy"  # what auto takes at this n
+            route = "closed form (tr K)²/‖K‖²_F" if q == 2 else f"auto: {auto}"
             results.append(
                 _row(
                     p,
