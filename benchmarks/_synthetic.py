@@ -50,14 +50,21 @@ def synthetic_study(
         (len(q), d), dtype=f32
     )
     vec /= np.linalg.norm(vec, axis=1, keepdims=True)
-    emb = Embeddings(
-        vectors=vec,
+    emb = cached_embeddings(texts, vec)
+    configs = generate_configs(frame, n_proposers=n_proposers, max_configs=n_configs, seed=seed)
+    return frame, configs, emb
+
+
+def cached_embeddings(
+    texts: list[str], vectors: np.ndarray, model: str = "synthetic"
+) -> Embeddings:
+    """:class:`Embeddings` holding ``vectors[i]`` for the distinct text ``texts[i]``."""
+    return Embeddings(
+        vectors=np.asarray(vectors, dtype=np.float32),
         index={text_sha256(t): i for i, t in enumerate(texts)},
-        model="synthetic",
+        model=model,
         max_seq_length=None,
         n_truncated=0,
         n_embedded=0,
         n_cached=len(texts),
     )
-    configs = generate_configs(frame, n_proposers=n_proposers, max_configs=n_configs, seed=seed)
-    return frame, configs, emb

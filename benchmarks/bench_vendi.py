@@ -54,7 +54,7 @@ def _threads() -> str:
     return f", {numba.get_num_threads()} numba threads"
 
 
-def _row(p, ref, ours, *, n, n_groups, q, baseline, candidate, goal, threshold, note=""):
+def _row(p, ref, ours, n, n_groups, q, baseline, candidate, goal, threshold):
     diff = float(np.max(np.abs(ref - ours)))
     r = p.result(
         section=SECTION,
@@ -64,7 +64,7 @@ def _row(p, ref, ours, *, n, n_groups, q, baseline, candidate, goal, threshold, 
         candidate=candidate,
         goal=goal,
         agreement=f"max |diff| {diff:.1e}",
-        note="float64" + note,
+        note="float64" + _threads(),
     )
     r.met = goal_met(r.ratio, threshold) if diff <= 1e-9 else "no (agreement)"
     return r
@@ -77,49 +77,35 @@ def run(*, quick: bool, repeats: int) -> list[Result]:
     results = []
     for n, n_groups in sizes:
         K = random_grams(n_groups, n, seed=n)
+        auto = backend if n <= _NUMBA_MAX_N else "numpy"  # what auto takes at this n
         for q in (1.0, 2.0, math.inf):
-            # The package loop is the slow side: fewer repeats where its time is large.
-            reps = repeats if n <= 12 else max(1, repeats - 1)
-            p, ref, ours = paired(
-                lambda K=K, q=q: _package_loop(K, q), lambda K=K, q=q: vendi_score(K, q=q), reps
-            )
-            auto = backend if n <= _NUMBA_MAX_N else "numpy"  # what auto takes at this n
             route = "closed form (tr K)²/‖K‖²_F" if q == 2 else f"auto: {auto}"
-            results.append(
-                _row(
-                    p,
-                    ref,
-                    ours,
-                    n=n,
-                    n_groups=n_groups,
-                    q=q,
-                    baseline="vendi_score.vendi.score_K loop",
-                    candidate=f"qdanalysis vendi_score ({route})",
-                    goal=">= 50x at <= 1e-9",
-                    threshold=50,
-                    note=_threads(),
+            # (baseline, candidate, labels, goal, repeats): the package loop is the slow side,
+            # so fewer repeats where its time is large.
+            pairs = [
+                (
+                    lambda K=K, q=q: _package_loop(K, q),
+                    lambda K=K, q=q: vendi_score(K, q=q),
+                    ("vendi_score.vendi.score_K loop", f"qdanalysis vendi_score ({route})"),
+                    (">= 50x at <= 1e-9", 50),
+                    repeats if n <= 12 else max(1, repeats - 1),
                 )
-            )
-            if q == 2 or not backend.startswith("numba"):
-                continue
-            p, ref, ours = paired(
-                lambda K=K, q=q: vendi_score(K, q=q, backend="numpy"),
-                lambda K=K, q=q: vendi_score(K, q=q, backend="numba"),
-                repeats,
-            )
-            results.append(
-                _row(
-                    p,
-                    ref,
-                    ours,
-                    n=n,
-                    n_groups=n_groups,
-                    q=q,
-                    baseline="vendi_score backend='numpy' (batched eigvalsh)",
-                    candidate=f"vendi_score backend='numba' ({backend}, batched Jacobi)",
-                    goal="> 1x at <= 1e-9",
-                    threshold=1,
-                    note=_threads(),
+            ]
+            if q != 2 and backend.startswith("numba"):
+                pairs.append(
+                    (
+                        lambda K=K, q=q: vendi_score(K, q=q, backend="numpy"),
+                        lambda K=K, q=q: vendi_score(K, q=q, backend="numba"),
+                        (
+                            "vendi_score backend='numpy' (batched eigvalsh)",
+                            f"vendi_score backend='numba' ({backend}, batched Jacobi)",
+                        ),
+                        ("> 1x at <= 1e-9", 1),
+                        repeats,
+                    )
                 )
-            )
+            for base, cand, (bl, cl), (goal, threshold), reps in pairs:
+                p, ref, ours = paired(base, cand, reps)
+                row = _row(p, ref, ours, n, n_groups, q, bl, cl, goal, threshold)
+                results.append(row)
     return results

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qdanalysis._hashing import text_sha256
+from benchmarks._synthetic import cached_embeddings
 from qdanalysis.analysis.aggregators import Oracle
-from qdanalysis.analysis.embeddings import Embeddings, embed_texts
+from qdanalysis.analysis.embeddings import embed_texts
 from qdanalysis.analysis.pairs import (
     PairRequest,
     iter_pair_blocks,
@@ -34,15 +34,7 @@ def random_embeddings(texts, seed=0, d=16):
     uniq = sorted(set(texts))
     v = np.random.default_rng(seed).normal(size=(len(uniq), d))
     v /= np.linalg.norm(v, axis=1, keepdims=True)
-    return Embeddings(
-        vectors=v.astype(np.float32),
-        index={text_sha256(t): i for i, t in enumerate(uniq)},
-        model="random",
-        max_seq_length=None,
-        n_truncated=0,
-        n_embedded=0,
-        n_cached=len(uniq),
-    )
+    return cached_embeddings(uniq, v, model="random")
 
 
 @pytest.fixture
