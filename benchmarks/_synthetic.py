@@ -43,17 +43,28 @@ def synthetic_study(
             "answer_key": np.where(correct > 0, "right", rng.integers(0, 3, len(q)).astype(str)),
         }
     )
-    vec = np.repeat(rng.standard_normal((n_questions, d)), n_models * n_samples, axis=0)
-    vec = vec + rng.uniform(0.5, 1.5, (len(q), 1)) * rng.standard_normal((len(q), d))
+    # float32 throughout: at 10⁴ questions the vectors alone are hundreds of MB.
+    f32 = np.float32
+    vec = np.repeat(rng.standard_normal((n_questions, d), dtype=f32), n_models * n_samples, axis=0)
+    vec += rng.uniform(0.5, 1.5, (len(q), 1)).astype(f32) * rng.standard_normal(
+        (len(q), d), dtype=f32
+    )
     vec /= np.linalg.norm(vec, axis=1, keepdims=True)
-    emb = Embeddings(
-        vectors=vec.astype(np.float32),
+    emb = cached_embeddings(texts, vec)
+    configs = generate_configs(frame, n_proposers=n_proposers, max_configs=n_configs, seed=seed)
+    return frame, configs, emb
+
+
+def cached_embeddings(
+    texts: list[str], vectors: np.ndarray, model: str = "synthetic"
+) -> Embeddings:
+    """:class:`Embeddings` holding ``vectors[i]`` for the distinct text ``texts[i]``."""
+    return Embeddings(
+        vectors=np.asarray(vectors, dtype=np.float32),
         index={text_sha256(t): i for i, t in enumerate(texts)},
-        model="synthetic",
+        model=model,
         max_seq_length=None,
         n_truncated=0,
         n_embedded=0,
         n_cached=len(texts),
     )
-    configs = generate_configs(frame, n_proposers=n_proposers, max_configs=n_configs, seed=seed)
-    return frame, configs, emb

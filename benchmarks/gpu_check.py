@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print("CUDA is not available: GPU check skipped (nothing written).")
         return 0
-    from qdanalysis.analysis.diversity import _vendi_score_torch, vendi_score
+    from qdanalysis.analysis.diversity import _vendi_score_torch, vendi_backend, vendi_score
     from qdanalysis.analysis.embeddings import SentenceTransformerEmbedder, embed_texts
 
     from .bench_embeddings import real_texts
@@ -218,10 +218,12 @@ def main(argv: list[str] | None = None) -> int:
     rows += _backend_rows(gpu, texts)
     rows += _long_text_rows(args.model, texts, "cuda")
 
-    # Vendi: batched numpy (CPU) vs torch on CUDA, float64 and float32.
+    # Vendi: the CPU path (numba Jacobi or numpy eigvalsh, per vendi_backend) vs the torch
+    # path on CUDA, float64 and float32, at q = 1, 2 (closed form) and inf.
+    cpu_backend = vendi_backend()
     for n, n_groups in ((6, 100_000), (48, 10_000)):
         K = random_grams(n_groups, n, seed=n)
-        for q in (1.0, 2.0):
+        for q in (1.0, 2.0, float("inf")):
             t_np, ref = _best(lambda K=K, q=q: vendi_score(K, q=q))
             for dtype, tol in (("float64", 1e-9), ("float32", 1e-6)):
 
@@ -235,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                 diff = float(np.max(np.abs(np.asarray(ours) - ref)))
                 rows.append(
                     {
-                        "check": f"vendi q={q:g}, {n_groups:,} groups of {n}, {dtype}",
+                        "check": f"vendi q={q:g}, {n_groups:,} groups of {n}, {dtype} "
+                        f"(CPU: {cpu_backend})",
                         "cpu": f"{t_np * 1e3:.1f} ms",
                         "gpu": f"{t_cu * 1e3:.1f} ms (incl. host transfer)",
                         "ratio": t_np / t_cu,

@@ -2,11 +2,13 @@
 
 The Vendi Score of ``n`` items with similarity matrix ``K`` (unit diagonal) is the Hill number
 of order ``q`` of the eigenvalues of ``K / n``: the effective number of distinct items, between
-1 (all identical) and ``n`` (all orthogonal). This module is numpy only and measures stacks of
-Gram matrices (Vendi Scores, mean cosine distance) or rows of answer-key codes (answer count
-and entropy); embeddings come from :mod:`qdanalysis.analysis.embeddings`, and the engine
-:mod:`qdanalysis.analysis.pairs` slices each configuration's Gram matrix out of its question's
-Gram block and stacks the slices into one call per chunk.
+1 (all identical) and ``n`` (all orthogonal). This module measures stacks of Gram matrices
+(Vendi Scores, mean cosine distance) or rows of answer-key codes (answer count and entropy).
+The eigenvalues of a stack come from :mod:`qdanalysis.analysis._jacobi` (cyclic Jacobi on
+lanes of matrices, numba) when numba is installed, else from numpy's batched ``eigvalsh``, the
+reference (:func:`vendi_backend`). Embeddings come from :mod:`qdanalysis.analysis.embeddings`,
+and the engine :mod:`qdanalysis.analysis.pairs` slices each configuration's Gram matrix out of
+its question's Gram block and stacks the slices into one call per chunk.
 
 A set of one item has Vendi Score 1 (every order), one distinct answer and answer entropy 0;
 its mean pairwise cosine distance is undefined (NaN).
@@ -19,6 +21,8 @@ TMLR. Pasarkar and Dieng (2024), "Cousins of the Vendi Score" (orders q other th
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import math
 from typing import Any
 
@@ -35,6 +39,7 @@ __all__ = [
     "hill_number",
     "pairwise_cosine_distance",
     "slice_grams",
+    "vendi_backend",
     "vendi_score",
     "vendi_score_dual",
 ]
@@ -85,6 +90,65 @@ def hill_number(p: ArrayLike, *, q: float = 1.0) -> NDArray[np.float64]:
 
 
 _DEVICES = ("cpu", "auto", "cuda")
+_BACKENDS = ("auto", "numba", "numpy")
+
+#: ``backend="auto"`` uses numba from this many matrices on (smaller stacks never import it:
+#: numpy answers them in microseconds, and importing numba costs a fraction of a second)...
+_NUMBA_MIN_BATCH = 64
+#: ... and up to this size (measured faster than LAPACK up to 24; its work grows as n³ per sweep).
+_NUMBA_MAX_N = 24
+
+
+@functools.cache
+def _numba_version() -> str | None:
+    if importlib.util.find_spec("numba") is None:
+        return None
+    import numba
+
+    return str(numba.__version__)
+
+
+def vendi_backend() -> str:
+    """The CPU eigenvalue backend of :func:`vendi_score` with ``backend="auto"``, for sidecars.
+
+    ``"numba <version>"`` (batched cyclic Jacobi, for stacks of at least 64 matrices of size
+    up to 24; smaller work goes to numpy) when numba is importable, else ``"numpy"`` (batched
+    ``numpy.linalg.eigvalsh``, the reference). Both agree to 1e-12.
+
+    Examples
+    --------
+    >>> vendi_backend().split()[0] in ("numba", "numpy")
+    True
+    """
+    version = _numba_version()
+    return "numpy" if version is None else f"numba {version}"
+
+
+def _check_backend(backend: str) -> str:
+    if backend not in _BACKENDS:
+        raise ConfigError(f"vendi backend: expected one of {list(_BACKENDS)}; got {backend!r}.")
+    if backend == "numba" and _numba_version() is None:
+        raise ConfigError(
+            "vendi backend: expected numba to be importable; got backend='numba' but numba is "
+            "not installed. Install it (pip install numba) or use backend='auto' or 'numpy'."
+        )
+    return backend
+
+
+def _eigvalsh(arr: NDArray[np.float64], backend: str) -> NDArray[np.float64]:
+    """Eigenvalues of each matrix of a ``(..., n, n)`` stack (lower triangle read)."""
+    n = arr.shape[-1]
+    m = arr.size // (n * n)
+    if backend == "auto":
+        ok = _numba_version() is not None and m >= _NUMBA_MIN_BATCH and n <= _NUMBA_MAX_N
+        backend = "numba" if ok else "numpy"
+    if backend == "numpy":
+        return np.asarray(np.linalg.eigvalsh(arr), dtype=np.float64)
+    from ._jacobi import eigvalsh_lanes
+
+    lam, _ = eigvalsh_lanes(arr.reshape(m, n, n))
+    # lam is eigenvalue-major in memory; reshape keeps that only for a flat stack.
+    return lam if arr.ndim == 3 else lam.reshape(*arr.shape[:-1])
 
 
 def _torch_cuda() -> Any:
@@ -147,8 +211,36 @@ def _vendi_score_torch(
     return np.asarray(vs.clamp(1.0, float(n)).double().cpu().numpy(), dtype=np.float64)
 
 
+def _check_grams(K: ArrayLike) -> NDArray[np.float64]:
+    arr = np.asarray(K, dtype=np.float64)
+    if arr.ndim < 2 or arr.shape[-1] != arr.shape[-2]:
+        raise DataError(f"vendi_score K: expected shape (..., n, n); got {arr.shape}.")
+    if not np.isfinite(arr).all():
+        raise DataError("vendi_score K: expected finite similarities; got NaN or infinity.")
+    if arr.shape[-1] == 0:
+        raise DataError("vendi_score K: expected at least one item; got n = 0.")
+    return arr
+
+
+def _use_cuda(device: str) -> bool:
+    """Whether ``device`` ("auto" or "cuda") runs on CUDA; raises for "cuda" without a GPU."""
+    if _torch_cuda() is not None:
+        return True
+    if device == "cuda":
+        raise ConfigError(
+            "vendi device: expected an available CUDA device; got 'cuda' but torch is not "
+            "installed or sees no GPU. Use device='auto' or 'cpu'."
+        )
+    return False
+
+
 def vendi_score(
-    K: ArrayLike, *, q: float = 1.0, tol: float = DEFAULT_TOL, device: str = "cpu"
+    K: ArrayLike,
+    *,
+    q: float = 1.0,
+    tol: float = DEFAULT_TOL,
+    device: str = "cpu",
+    backend: str = "auto",
 ) -> NDArray[np.float64]:
     """Vendi Score of one or many similarity matrices.
 
@@ -167,8 +259,13 @@ def vendi_score(
         above ``n``).
     device
         ``"cpu"`` (default: numpy, float64), ``"cuda"`` (torch on the GPU, float64) or
-        ``"auto"`` (CUDA when torch is importable and sees a GPU, else numpy). Results agree
-        to 1e-9.
+        ``"auto"`` (CUDA when torch is importable and sees a GPU, else the CPU). Results
+        agree to 1e-9.
+    backend
+        CPU eigenvalues: ``"auto"`` (default: numba's batched Jacobi for stacks of at least 64
+        matrices of size up to 24 when numba is installed, else numpy; see
+        :func:`vendi_backend`), ``"numba"`` or ``"numpy"`` (``numpy.linalg.eigvalsh``, the
+        reference). They agree to 1e-12.
 
     Returns
     -------
@@ -180,11 +277,12 @@ def vendi_score(
     DataError
         If ``K`` is not square in its last two axes, or holds NaN or infinity.
     ConfigError
-        If ``q``, ``tol`` or ``device`` is invalid, or ``device="cuda"`` without a GPU.
+        If ``q``, ``tol``, ``device`` or ``backend`` is invalid, ``device="cuda"`` without a
+        GPU, or ``backend="numba"`` without numba.
 
     Notes
     -----
-    λ = eigvalsh(K / n) in float64; λᵢ ← 0 where λᵢ < tol·max λ; λ ← λ / Σλ;
+    λ = eigvalsh(K) / n in float64; λᵢ ← 0 where λᵢ < tol·max λ; λ ← λ / Σλ;
     VS_q = exp(−Σ λᵢ log λᵢ) for q = 1, 1 / max λ for q = ∞, (Σ λᵢ^q)^{1/(1−q)} otherwise.
     For q = 2 no eigenvalues are needed: Σλ = tr K / n and Σλ² = ‖K‖²_F / n², so
     VS₂ = (tr K)² / ‖K‖²_F. It differs from the eigenvalue route only by the eigenvalues the
@@ -202,28 +300,17 @@ def vendi_score(
     """
     qf = _check_q(q)
     tolf = _check_tol(tol)
+    backend = _check_backend(backend)
     if device not in _DEVICES:
         raise ConfigError(f"vendi device: expected one of {list(_DEVICES)}; got {device!r}.")
-    arr = np.asarray(K, dtype=np.float64)
-    if arr.ndim < 2 or arr.shape[-1] != arr.shape[-2]:
-        raise DataError(f"vendi_score K: expected shape (..., n, n); got {arr.shape}.")
-    if not np.isfinite(arr).all():
-        raise DataError("vendi_score K: expected finite similarities; got NaN or infinity.")
+    arr = _check_grams(K)
     n = arr.shape[-1]
-    if n == 0:
-        raise DataError("vendi_score K: expected at least one item; got n = 0.")
-    if device != "cpu":
-        torch = _torch_cuda()
-        if torch is not None:
-            return _vendi_score_torch(arr, qf, tolf, device="cuda")
-        if device == "cuda":
-            raise ConfigError(
-                "vendi device: expected an available CUDA device; got 'cuda' but torch is not "
-                "installed or sees no GPU. Use device='auto' or 'cpu'."
-            )
+    if device != "cpu" and _use_cuda(device):
+        return _vendi_score_torch(arr, qf, tolf, device="cuda")
     if qf == 2.0:
         return _vendi_q2(arr, n)
-    lam = np.linalg.eigvalsh(arr / n)
+    # eig(K / n) = eig(K) / n; dividing the n eigenvalues is cheaper than the n² entries.
+    lam = _eigvalsh(arr, backend) / n
     return np.asarray(_vendi_from_eigenvalues(lam, qf, tolf, n), dtype=np.float64)
 
 
@@ -247,7 +334,7 @@ def vendi_score_dual(
         raise DataError(f"vendi_score_dual X: expected shape (..., n, d); got {arr.shape}.")
     n = arr.shape[-2]
     cov = np.swapaxes(arr, -1, -2) @ arr / n
-    lam = np.linalg.eigvalsh(cov)
+    lam = _eigvalsh(cov, "auto")
     return np.asarray(_vendi_from_eigenvalues(lam, qf, _check_tol(tol), n), dtype=np.float64)
 
 

@@ -27,7 +27,7 @@ from ..configs import AggregatorSpec, ConfigSpec, configs_from_frame, generate_c
 from ..errors import ConfigError, DataError
 from ..outputs import add_proposer_column, proposer_rows
 from .aggregators import AGGREGATORS, Aggregator, PerformanceTable, get_aggregator
-from .diversity import DEFAULT_TOL, _check_q, _check_tol
+from .diversity import DEFAULT_TOL, _check_q, _check_tol, vendi_backend
 from .embeddings import (
     CACHE_FILE,
     DEFAULT_EMBEDDING_MODEL,
@@ -244,6 +244,7 @@ class Analysis:
     parameters: dict[str, Any] = field(default_factory=dict)
     """For sidecars: ``spec.to_dict()`` under ``"spec"`` and flattened, and what the run found
     (``embedding_model``: the embedder's name with its weights hash, device, truncation,
+    ``vendi_backend``: :func:`~qdanalysis.analysis.diversity.vendi_backend`,
     formula, letters, configuration counts, ``score_scale``: ``"binary"`` when every ``correct``
     and user score is 0 or 1, so performance and quality are accuracies in %, else
     ``"continuous"``, so they are mean scores ×100; ``ceiling_warnings``: the messages of
@@ -499,6 +500,7 @@ def _parameters(
         "n_texts": emb.n_texts,
         "n_truncated": emb.n_truncated,
         "truncated_share": round(emb.truncated_share, 6),
+        "vendi_backend": vendi_backend(),
         **extra,
     }
 
