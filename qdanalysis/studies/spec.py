@@ -540,8 +540,13 @@ class AnalysisSettings:
             spec["vendi_q"] = math.inf
         if mine.get("cache_dir"):
             mine["cache_dir"] = str(_resolve(base, mine["cache_dir"]))
-        with _at():
+        try:
             AnalysisSpec(**spec)  # validate now, before anything expensive
+        except ConfigError as exc:
+            m = re.match(r"AnalysisSpec\.(\w+):", str(exc))
+            if m and m.group(1) in spec:  # the key names the field: no need to repeat it
+                raise StudySpecError(str(exc)[m.end() :].strip(), key=(m.group(1),)) from exc
+            raise StudySpecError(str(exc)) from exc
         return cls(spec=spec, **mine)
 
 
@@ -567,11 +572,11 @@ class StudySpec:
     """The TOML file it was read from."""
 
     def __post_init__(self) -> None:
-        _check("concurrency", _is_int(self.concurrency), "an int >= 1", self.concurrency)
-        _check(
-            "top_p", _is_num(self.top_p) and 0 < self.top_p <= 1, "a number in (0, 1]", self.top_p
-        )
-        object.__setattr__(self, "stop", _strings("stop", self.stop))
+        with _at("study"):
+            _check("concurrency", _is_int(self.concurrency), "an int >= 1", self.concurrency)
+            ok = _is_num(self.top_p) and 0 < self.top_p <= 1
+            _check("top_p", ok, "a number in (0, 1]", self.top_p)
+            object.__setattr__(self, "stop", _strings("stop", self.stop))
         self._check_models()
 
     def _check_models(self) -> None:
@@ -652,8 +657,7 @@ class StudySpec:
             parts["aggregation"] = AggregationSpec.from_dict(data["aggregation"])
         with _at("analysis"):
             parts["analysis"] = AnalysisSettings.from_dict(data.get("analysis", {}), root)
-        with _at("study"):
-            return cls(models=models, source=source, **parts, **top)
+        return cls(models=models, source=source, **parts, **top)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of every setting (for the study's record beside its outputs)."""
@@ -731,7 +735,13 @@ def _with_indices(path: KeyPath, counts: Mapping[KeyPath, int]) -> KeyPath:
 
 
 def _line_of(key: KeyPath, lines: Mapping[KeyPath, int]) -> int | None:
-    for end in range(len(key), 0, -1):
+    """The line of ``key``, else of the first key under it, else of its nearest parent."""
+    if key in lines:
+        return lines[key]
+    under = [n for k, n in lines.items() if k[: len(key)] == key]
+    if key and under:
+        return min(under)
+    for end in range(len(key) - 1, 0, -1):
         if key[:end] in lines:
             return lines[key[:end]]
     return None
