@@ -43,6 +43,7 @@ def _mixed_only(text: str) -> str:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::qdanalysis.errors.StatisticalWarning")  # 4 configurations
 def test_mixed_moa_study_with_each_model_on_its_own_endpoint(write_study) -> None:
     with fault_server() as sa, fault_server() as sb:
@@ -121,6 +122,7 @@ def test_run_endpoint_with_its_own_key_variable(tmp_path: Path, monkeypatch) -> 
     assert sb.arrivals
 
 
+@pytest.mark.slow
 def test_an_engine_dying_midway_makes_run_and_study_exit_nonzero(
     tmp_path: Path, write_study, capsys
 ) -> None:

@@ -43,9 +43,10 @@ def test_mock_study_end_to_end_then_rerun_asks_nothing(write_study, tmp_path: Pa
     text = capsys.readouterr().out
     assert "estimate" in text
     assert "usage of this invocation" in text
-    # a rerun asks nothing again and writes the same tables
+    # a rerun asks nothing again and writes the same tables (and, asked, the HTML report)
     before = (out / "fit" / "qd_table.csv").read_text()
-    assert study_cli.main([str(toml), "--no-progress"]) == 0
+    assert study_cli.main([str(toml), "--no-progress", "--report"]) == 0
+    assert (out / "fit" / "report.html").stat().st_size > 0
     assert len(call_log(log)) == len(calls)
     assert (out / "fit" / "qd_table.csv").read_text() == before
     again = run_study(load_study(toml), dry_run=True, progress=False)
