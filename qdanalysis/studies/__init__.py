@@ -12,7 +12,7 @@ Examples
 
 from __future__ import annotations
 
-from .orchestrate import StudyResult, run_study, study_questions
+from .orchestrate import StudyResult, arun_study, run_study, study_questions
 from .plan import estimate_calls, study_configs
 from .spec import StudySpec, StudySpecError, load_study
 
@@ -20,6 +20,7 @@ __all__ = [
     "StudyResult",
     "StudySpec",
     "StudySpecError",
+    "arun_study",
     "estimate_calls",
     "load_study",
     "run_study",

@@ -47,7 +47,7 @@ from ..runner.tasks import Question, load_questions
 from .plan import endpoint_specs, estimate_calls, fit_config_ids, run_options, study_configs
 from .spec import StudySpec
 
-__all__ = ["ROLES", "StudyResult", "run_study", "study_questions"]
+__all__ = ["ROLES", "StudyResult", "arun_study", "run_study", "study_questions"]
 
 #: The roles a study's calls are booked under.
 ROLES = ("proposer", "aggregator")
@@ -255,6 +255,21 @@ def run_study(
     report: bool | None = None,
     argv: Sequence[str] | None = None,
 ) -> StudyResult:
+    """Run (or resume) a whole study: :func:`arun_study` in a new event loop (scripts, CLIs;
+    in a notebook, ``await arun_study(...)``)."""
+    return asyncio.run(
+        arun_study(spec, dry_run=dry_run, progress=progress, report=report, argv=argv)
+    )
+
+
+async def arun_study(
+    spec: StudySpec,
+    *,
+    dry_run: bool = False,
+    progress: bool = True,
+    report: bool | None = None,
+    argv: Sequence[str] | None = None,
+) -> StudyResult:
     """Run (or resume) a whole study; see the module docstring for the steps and files.
 
     Parameters
@@ -297,7 +312,7 @@ def run_study(
     if dry_run or store is None:
         return dataclasses.replace(base, dry_run=True)
     written = _write_record(spec, out, configs)
-    summary, usage = asyncio.run(_execute(spec, questions, configs, store, progress))
+    summary, usage = await _execute(spec, questions, configs, store, progress)
     written.append(store.write_outputs(out / "outputs.jsonl"))
     written.append(_log_usage(out, usage, summary))
     res, notes, skipped = None, list[str](), None

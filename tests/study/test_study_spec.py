@@ -32,6 +32,16 @@ def test_example_study_loads_and_plans_every_method() -> None:
     assert Path(spec.task.questions[0]).is_file()  # resolved relative to the file
 
 
+def test_real_endpoint_example_plans_200_configurations_per_model_endpoint() -> None:
+    spec = load_study(REPO / "examples" / "studies" / "vllm_two_servers.toml")
+    configs = study_configs(spec)
+    llm = [c for c in configs if c.aggregator.kind == "llm"]
+    assert len(llm) == 200 + 1  # the generated design and one Self-MoA-Seq configuration
+    ends = {m: s.endpoint(timeout_s=1.0) for m, s in spec.models.items()}
+    assert ends["a"].base_url != ends["b"].base_url
+    assert ends["a"].served_model == "model-a"
+
+
 def test_unknown_key_names_file_line_and_key(write_study) -> None:
     text = _text().replace(
         'samples = 3\n[[proposers.pool]]\nmodel = "b"\nsamples = 3',
