@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..errors import ConfigError
 from ..studies import StudyResult, load_study, run_study
 from ..studies.plan import CHARS_PER_TOKEN
 from ._common import base_parser, run_main
@@ -53,7 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
         "figures. Rerun the same command to resume: no stored request is asked again.",
     )
     p.epilog = _EPILOG
-    p.add_argument("study", type=Path, metavar="STUDY.toml", help="the study file")
+    p.add_argument("study", type=Path, nargs="?", metavar="STUDY.toml", help="the study file")
+    p.add_argument(
+        "--schema",
+        action="store_true",
+        help="print the study file's schema (every table and key, with its default) and exit",
+    )
     p.add_argument(
         "--dry-run",
         action="store_true",
@@ -119,9 +125,22 @@ def exit_code(res: StudyResult) -> int:
     return EXIT_ALL_FAILED if s.all_failed else EXIT_SOME_FAILED
 
 
+def schema() -> str:
+    """The TOML schema documented in :mod:`qdanalysis.studies.spec`."""
+    from ..studies import spec as spec_module
+
+    doc = spec_module.__doc__ or ""
+    return doc.split("```toml\n", 1)[1].split("```", 1)[0]
+
+
 def _body(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     import dataclasses
 
+    if args.schema:
+        print(schema(), end="")  # noqa: T201
+        return 0
+    if args.study is None:
+        raise ConfigError("expected STUDY.toml (or --schema); got none. See --help.")
     spec = load_study(args.study)
     if args.out is not None:
         spec = dataclasses.replace(spec, out=str(args.out.resolve()))

@@ -7,74 +7,85 @@ the offending key (found in the file's text) and the key's dotted path, e.g.
 ``study.toml, line 12, key 'models.a.concurrency': expected None or an int >= 1; got 0.``
 Relative paths (questions, output folder, model folders) are relative to the TOML file.
 
-The schema (every key optional unless marked):
+The schema (every key is optional unless marked REQUIRED; the values shown are the defaults,
+or examples where the comment says "e.g."):
 
 ```toml
-[study]
+[study]                    # REQUIRED
 name = "demo"              # default: the file's stem
-out = "runs/demo"          # REQUIRED: output folder
+out = "runs/demo"          # REQUIRED: output folder (e.g.)
 seed = 0                   # run seed: request seeds and the aggregator's shuffle of proposers
 cache = true               # response cache OUT/cache.sqlite (a rerun then asks nothing twice)
-concurrency = 8            # most calls in flight per endpoint and model (all models)
+concurrency = 8            # most calls in flight per endpoint and model, per role
 top_p = 1.0                # nucleus mass of every call
 stop = []                  # stop strings of every call
 
-[models.NAME]              # one table per model; NAME is the model everywhere else
+[models.NAME]              # REQUIRED, one table per model; NAME is the model everywhere else
 backend = "openai"         # REQUIRED: openai | vllm | hf | mock
-base_url = "http://127.0.0.1:8000/v1"   # openai: its own endpoint
-api_key_env = "MY_KEY"     # openai: NAME of the variable holding the key (never the key)
-path = "models/smollm2"    # vllm / hf: the weights folder (or a .gguf file)
+base_url = "http://127.0.0.1:8000/v1"   # openai, REQUIRED there: its own endpoint (e.g.)
+api_key_env = "MY_KEY"     # openai: NAME of the variable holding the key, never the key
+                           # (default: none, for servers without keys)
+path = "models/smollm2"    # vllm / hf, REQUIRED there: the weights folder or a .gguf (e.g.)
 served_model = "smollm2"   # the id the endpoint serves (default: NAME)
-concurrency = 8            # this model's own cap on calls in flight
-requests_per_minute = 600  # this model's own rate limit
-temperature = 0.7          # sampling default of this model's pool samples
+concurrency = 8            # this model's own cap on calls in flight (default: none)
+requests_per_minute = 600  # this model's own rate limit (default: none)
+temperature = 0.7          # sampling default of this model's pool samples (default: 0.7)
 options = {}               # extra arguments of the backend (mock: delay_s, log_path)
 
-[task]
-questions = ["gsm8k_20.jsonl"]   # REQUIRED: question file(s) (JSONL)
-task = "math"              # task of questions without a task field
-limit = 20                 # first N questions of each file
+[task]                     # REQUIRED
+questions = ["gsm8k_20.jsonl"]   # REQUIRED: question file(s), JSONL (e.g.)
+task = "math"              # task of questions without a task field (default: none)
+limit = 20                 # first N questions of each file (default: all)
 
-[proposers]
+[proposers]                # REQUIRED
 max_tokens = 512           # completion limit of proposer calls
-timeout_s = 120            # limit of one proposer call attempt
-[[proposers.pool]]         # REQUIRED, one per model: the shared pool, sampled once
-model = "a"
-samples = 6
-temperature = 0.7          # or one per sample: [0.2, 0.7, 1.0, ...]
+timeout_s = 600            # limit of one proposer call attempt
+[[proposers.pool]]         # REQUIRED, one per model: the shared pool, each sample made once
+model = "a"                # REQUIRED (e.g.)
+samples = 6                # REQUIRED (e.g.)
+temperature = 0.7          # or one per sample, e.g. [0.2, 0.7, 1.0, ...] (default: the model's)
 
 [design]
 n = 6                      # slots per configuration
-max_configs = 200          # generated Self-/Mixed-MoA configurations (seeded sample)
+max_configs = 200          # generated Self-/Mixed-MoA configurations (a seeded sample)
 seed = 0                   # seed of that sample
 design = "random"          # how configurations are chosen (only "random" so far)
 with_replacement = false   # let one sample fill several slots
 methods = ["self_moa", "mixed_moa"]     # generated kinds kept
-compositions = []          # e.g. [{a = 3, b = 3}]: only these model counts (default: all)
+compositions = []          # only these model counts, e.g. [{a = 3, b = 3}] (default: all)
 self_moa_seq = []          # e.g. [{model = "a", samples = 6, window = 4, repeats = 2}]
-baselines = ["single", "plurality_vote"]  # offline: each model alone; votes over the slots
+baselines = ["single", "plurality_vote"]  # offline, no calls: each model alone ("single");
+                           # plurality votes ("plurality_vote") or "oracle" over each
+                           # generated configuration's slots
 
-[aggregation]
+[aggregation]              # REQUIRED
 max_tokens = 512           # completion limit of aggregator calls
-timeout_s = 300            # limit of one aggregator call attempt
-on_proposer_error = "fail" # fail | skip (default skip when min_references is set)
-min_references = 4         # skip: fewest successful references an aggregator may see
+timeout_s = 600            # limit of one aggregator call attempt
+on_proposer_error = "skip" # fail | skip (default: skip when min_references is set, else fail)
+min_references = 4         # skip: fewest successful references an aggregator sees (e.g.)
 copies_first = true        # Self-MoA-Seq: synthesis copies before the new samples
 [[aggregation.aggregators]]  # REQUIRED, one or more; each configuration runs with each
-model = "agg"
-prompt = "moa"             # moa | zeroeval | usc
+model = "agg"              # REQUIRED (e.g.)
+prompt = "moa"             # moa (togethercomputer/MoA) | zeroeval | usc
 temperature = 0.0
 
-[analysis]                 # AnalysisSpec fields, plus what the fit writes
-embedding_model = "sentence-transformers/all-MiniLM-L6-v2"
-vendi_q = 1.0              # or "inf"
-cov_type = "nonrobust"
+[analysis]                 # AnalysisSpec fields (their defaults), plus what the fit writes
+embedding_model = "all-MiniLM-L6-v2"
+vendi_q = 1.0              # a number >= 0 or "inf"
+vendi_tol = 1e-10
+quality = "slot"           # slot | model
+cov_type = "nonrobust"     # nonrobust | HC0 | HC1 | HC2 | HC3
+ddof = 1
+device = "auto"
+batch_size = 64
+embedding_dtype = "float32"
 bootstrap = 0              # replicates over questions (0: off)
 bootstrap_seed = 0
-sensitivity = false
+sensitivity = false        # also refit under every quality and diversity measure
 figures = true
-formats = ["csv"]
-report = false             # also write fit/report.html
+formats = ["csv"]          # csv | md | tex
+report = false             # also write fit/report.html (as --report)
+cache_dir = "cache"        # embedding cache folder (default: the toolkit's; e.g.)
 ```
 
 Neighbours: :mod:`qdanalysis.studies.plan` turns a spec into configurations and a dry-run

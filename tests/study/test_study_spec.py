@@ -121,3 +121,25 @@ def test_help_documents_the_schema_and_exit_codes(capsys) -> None:
     for word in ("[models.NAME]", "api_key_env", "[[proposers.pool]]", "--dry-run", "--report"):
         assert word in text
     assert "3 some calls failed" in text
+
+
+def test_schema_flag_prints_every_table(capsys) -> None:
+    assert study_cli.main(["--schema"]) == 0
+    text = capsys.readouterr().out
+    for table in ("[study]", "[models.NAME]", "[task]", "[[proposers.pool]]", "[design]"):
+        assert table in text
+    assert "[[aggregation.aggregators]]" in text
+    assert "[analysis]" in text
+    assert study_cli.main([]) == 1
+
+
+def test_the_documented_schema_is_a_valid_study() -> None:
+    import tomllib
+
+    from qdanalysis.studies import StudySpec
+
+    text = study_cli.schema().replace("[models.NAME]", "[models.a]")
+    data = tomllib.loads(text + '[models.agg]\nbackend = "mock"\n')
+    spec = StudySpec.from_dict(data, base="/")
+    assert spec.aggregation.min_references == 4
+    assert spec.analysis.spec["cov_type"] == "nonrobust"
