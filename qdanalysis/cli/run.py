@@ -7,7 +7,9 @@ table ``runs/x/outputs.jsonl`` (ok rows only, atomically). Rerunning the same co
 already stored are not asked again, error rows are retried. The flags become one
 :class:`~qdanalysis.runner.options.RunOptions`, recorded in ``runs/x/run.json``; a rerun with other
 settings into the same ``--out`` stops before generating and names them. Each endpoint is checked
-before generation; the exit code says whether calls failed (see ``--help``).
+before generation; the exit code says whether calls failed (see ``--help``). Models may sit
+behind their own endpoints: ``--endpoint NAME=URL[,key_env=VAR][,served=ID][,concurrency=N]
+[,rpm=R]`` (repeatable; :func:`qdanalysis.runner.llm.backends.build_router` builds the client).
 
 Neighbours: :mod:`qdanalysis.runner.moa` does the work; ``python -m qdanalysis.fit --outputs
 runs/x/outputs.jsonl`` analyses the result.
@@ -265,7 +267,8 @@ def _parse_paths(items: Sequence[str]) -> dict[str, str]:
 def endpoint_specs(args: argparse.Namespace) -> dict[str, EndpointSpec]:
     """Model name (``"*"``: every other model) -> endpoint, from the backend flags."""
     specs: dict[str, EndpointSpec] = {}
-    for text in args.endpoint:
+    # Parsers that reuse run's backend flags without --endpoint (e.g. a server CLI) still work.
+    for text in getattr(args, "endpoint", None) or []:
         name, spec = parse_endpoint(text)
         if name in specs:
             raise ConfigError(f"--endpoint: expected each NAME once; got {name!r} twice.")
