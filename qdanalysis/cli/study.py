@@ -30,7 +30,9 @@ _EPILOG = (
     f"{EXIT_SOME_FAILED} some calls failed (stored as error rows, no fit; rerun to retry them); "
     f"{EXIT_ALL_FAILED} every call failed; 130 interrupted (rerun to resume). "
     "Files under the study's out folder: study.toml and study.json (the settings), configs.jsonl, "
-    "store/ (rows.jsonl, run.json), cache.sqlite, outputs.jsonl, usage.jsonl (one line per "
+    "store/ (rows.jsonl, run.json), cache.sqlite, outputs.jsonl (every ok row), "
+    "fit_outputs.jsonl (the rows fitted: python -m qdanalysis.fit --outputs "
+    "OUT/fit_outputs.jsonl --aggregator llm refits them), usage.jsonl (one line per "
     "invocation), fit/ (qd_table, pairs, coefficients, uncertainty, r2, diagnostics, "
     "run_methods, usage, figures, each with a .json sidecar; report.html with --report)."
 )

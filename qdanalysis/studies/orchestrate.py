@@ -17,7 +17,9 @@
    fit's tables and figures to ``OUT/fit`` (:mod:`qdanalysis.analysis.artifacts`, the same
    writer as ``python -m qdanalysis.fit``), every configuration's accuracy side by side
    (``run_methods.csv``: Self-MoA, Mixed-MoA, Self-MoA-Seq and the baselines), this
-   invocation's usage (``usage.csv``), and with ``report`` the HTML report.
+   invocation's usage (``usage.csv``), and with ``report`` the HTML report. The rows fitted
+   are ``OUT/fit_outputs.jsonl``: ``python -m qdanalysis.fit --outputs OUT/fit_outputs.jsonl
+   --aggregator llm`` refits them without generating.
 
 Neighbours: ``python -m qdanalysis.study`` is its CLI; it sits above both sides and is the one
 place that imports the runner and the analysis together.
@@ -186,24 +188,31 @@ async def _execute(
 
 def _fit(
     spec: StudySpec,
-    outputs_path: Path,
+    store: RunStore,
     configs: Sequence[ConfigSpec],
     usage: pd.DataFrame,
     *,
     progress: bool,
     argv: Sequence[str] | None,
 ) -> tuple[Any, list[Path], list[str]]:
-    """Fit the LLM-aggregated configurations; write tables, figures and the report."""
+    """Fit the LLM-aggregated configurations; write their rows, tables, figures and report.
+
+    The fitted rows (the proposer pool and the final rows of :func:`fit_config_ids`) go to
+    ``OUT/fit_outputs.jsonl``, so ``python -m qdanalysis.fit --outputs OUT/fit_outputs.jsonl
+    --aggregator llm`` refits exactly this from the stored outputs, without generating.
+    """
     from ..analysis.artifacts import analyze_with_tables, save_fit
     from ..analysis.export import Provenance, save_table
     from ..analysis.methods import run_method_table
     from ..analysis.pipeline import AnalysisSpec
     from ..outputs import load_outputs
 
-    a = spec.analysis
-    outputs = load_outputs([outputs_path])
+    a, out = spec.analysis, Path(spec.out)
     keep = fit_config_ids(spec, configs)
-    rows = outputs[outputs["config_id"].isna() | outputs["config_id"].isin(keep)]
+    fit_path = store.write_outputs(
+        out / "fit_outputs.jsonl", keep=lambda r: r.get("config_id") in (None, *keep)
+    )
+    rows = load_outputs([fit_path])
     aspec = AnalysisSpec(**dict(a.spec), aggregator="llm", n_proposers=spec.design.n)
     res, tables, notes = analyze_with_tables(
         rows,
@@ -217,18 +226,20 @@ def _fit(
     params = dict(res.parameters) | {"study": spec.name, "study_seed": spec.seed}
     if tables["_boot"] is not None:
         params["bootstrap"] = tables["_boot"].parameters
-    inputs: list[str | Path] = [outputs_path, *([spec.source] if spec.source else [])]
+    inputs: list[str | Path] = [fit_path, *([spec.source] if spec.source else [])]
     prov = Provenance(inputs=inputs, parameters=params, argv=argv)
-    fit_dir = Path(spec.out) / "fit"
-    written = save_fit(res, tables, fit_dir, prov, formats=a.formats, figures=a.figures)
-    written += save_table(
-        run_method_table(outputs), "run_methods", out_dir=fit_dir, provenance=prov
-    )
+    fit_dir = out / "fit"
+    written = [
+        fit_path,
+        *save_fit(res, tables, fit_dir, prov, formats=a.formats, figures=a.figures),
+    ]
+    every = run_method_table(load_outputs([out / "outputs.jsonl"]))
+    written += save_table(every, "run_methods", out_dir=fit_dir, provenance=prov)
     written += save_table(usage, "usage", out_dir=fit_dir, provenance=prov)
     if a.report:
         from ..analysis.report import write_report
 
-        page = write_report(fit_dir, outputs=[outputs_path], warnings=notes, argv=argv)
+        page = write_report(fit_dir, outputs=[fit_path], warnings=notes, argv=argv)
         written += [page, page.with_suffix(".json")]
     return res, written, notes
 
@@ -319,9 +330,7 @@ async def arun_study(
     if summary.n_errors or summary.n_failed_configs:
         skipped = "some calls failed; rerun the study to retry them (the fit runs once all succeed)"
     else:
-        res, more, notes = _fit(
-            spec, out / "outputs.jsonl", configs, usage, progress=progress, argv=argv
-        )
+        res, more, notes = _fit(spec, store, configs, usage, progress=progress, argv=argv)
         written += more
     return dataclasses.replace(
         base,

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from qdanalysis.cli import fit as fit_cli
 from qdanalysis.cli import study as study_cli
 from qdanalysis.studies import load_study, run_study
 
@@ -51,3 +52,11 @@ def test_mock_study_end_to_end_then_rerun_asks_nothing(write_study, tmp_path: Pa
     assert (out / "fit" / "qd_table.csv").read_text() == before
     again = run_study(load_study(toml), dry_run=True, progress=False)
     assert again.estimate.empty  # nothing left to ask
+    # the fit command refits the stored rows to the same coefficients, without generating
+    refit = tmp_path / "refit"
+    args = ["--outputs", str(out / "fit_outputs.jsonl"), "--aggregator", "llm"]
+    assert fit_cli.main([*args, "--out-dir", str(refit), "--no-figures", "--no-progress"]) == 0
+    assert (refit / "coefficients.csv").read_text() == (
+        out / "fit" / "coefficients.csv"
+    ).read_text()
+    assert len(call_log(log)) == len(calls)
