@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ._common import RESULT_COLUMNS, Result, fmt_s, machine_info
 
-SECTIONS = ("vendi", "gram", "embeddings", "e2e", "import")
+SECTIONS = ("vendi", "gram", "embeddings", "e2e", "import", "designs", "serve")
 
 
 def _fmt_ratio(r: Result) -> str:
@@ -85,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in sections:
         t = time.perf_counter()
         print(f"[{name}] ...", flush=True)
+        if name == "designs":  # interval widths, not timings: its own designs.csv / .md
+            from . import bench_designs
+
+            bench_designs.main(["--out-dir", str(args.out_dir)] + ["--quick"] * args.quick)
+            print(f"[{name}] {time.perf_counter() - t:.0f} s", flush=True)
+            continue
         if name == "vendi":
             from . import bench_vendi as mod
         elif name == "gram":
@@ -93,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             from . import bench_embeddings as mod
         elif name == "e2e":
             from . import bench_e2e as mod
+        elif name == "serve":
+            from . import bench_serve as mod
         else:
             from . import bench_import as mod
         rows = mod.run(quick=args.quick, repeats=repeats)
@@ -112,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         results.extend(rows)
         print(f"[{name}] {time.perf_counter() - t:.0f} s", flush=True)
     info["total benchmark time"] = f"{time.perf_counter() - t0:.0f} s"
+    if not results:  # e.g. --only designs: keep the timing tables of the last full run
+        return 0
     with (args.out_dir / "results.csv").open("w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=list(RESULT_COLUMNS))
         w.writeheader()

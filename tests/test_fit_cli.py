@@ -211,6 +211,8 @@ def test_fit_writes_the_pair_table_and_with_report_the_page(outputs_small, tmp_p
         "quality",
         "diversity",
         "performance",
+        "coverage",
+        "length_chars",
     ]
     qd = pd.read_csv(out / "qd_table.csv")
     mean = pairs.groupby("config_id")["performance"].mean() * 100

@@ -199,7 +199,7 @@ def save_fit(
     res
         The :class:`~qdanalysis.analysis.pipeline.Analysis`.
     tables
-        :func:`fit_tables`'s result.
+        :func:`fit_tables`'s result (plus, optionally, ``win_rates``).
     out
         The output directory.
     provenance
@@ -234,10 +234,11 @@ def save_fit(
             written += save_table(tables[stem], stem, out_dir=stage, formats=fmts, provenance=prov)
         if boot is not None:
             written += save_table(boot.draws, "bootstrap_draws", out_dir=stage, provenance=prov)
-        if "sensitivity" in tables:
-            written += save_table(
-                tables["sensitivity"], "sensitivity", out_dir=stage, formats=fmts, provenance=prov
-            )
+        for stem in ("sensitivity", "win_rates"):  # optional tables, when computed
+            if stem in tables:
+                written += save_table(
+                    tables[stem], stem, out_dir=stage, formats=fmts, provenance=prov
+                )
         if figures:
             written += _save_figures(res, tables["uncertainty"], stage, prov, width)
     return [out / w.name for w in written]

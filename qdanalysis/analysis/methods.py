@@ -83,20 +83,42 @@ def method_table(qd_table: pd.DataFrame) -> pd.DataFrame:
 
 
 def single_model_table(
-    outputs: pd.DataFrame, *, proposer_key: Sequence[str] = ("model",)
+    outputs: pd.DataFrame,
+    *,
+    proposer_key: Sequence[str] = ("model",),
+    baseline: pd.DataFrame | None = None,
+    length_controlled: bool = True,
+    reference_dir: str | Path | None = None,
 ) -> pd.DataFrame:
     """Accuracy of each proposer type alone (mean ``correct`` over its outputs), per dataset.
+
+    With ``baseline`` (the outputs a judge compared each output against, by ``question_id``),
+    judge-scored data also get AlpacaEval's win rate and length-controlled win rate, from
+    :func:`qdanalysis.analysis.winrate.win_rate_table` (``length_controlled`` and
+    ``reference_dir`` are passed to it).
 
     Returns
     -------
     pandas.DataFrame
-        ``dataset, proposer, n_outputs, accuracy`` (%), best first within a dataset.
+        ``dataset, proposer, n_outputs, accuracy`` (%), best first within a dataset; with a
+        baseline also ``win_rate, win_rate_se, lc_win_rate, lc_win_rate_se, n, glm`` (%).
     """
     from ..outputs import add_proposer_column, proposer_rows
 
     rows = add_proposer_column(proposer_rows(outputs), list(proposer_key))
     g = rows.groupby(["dataset", "proposer"], sort=True)["correct"]
     out = pd.DataFrame({"n_outputs": g.size(), "accuracy": 100 * g.mean()}).reset_index()
+    if baseline is not None:
+        from .winrate import win_rate_table
+
+        wr = win_rate_table(
+            rows,
+            baseline,
+            by=("dataset", "proposer"),
+            length_controlled=length_controlled,
+            reference_dir=reference_dir,
+        )
+        out = out.merge(wr, on=["dataset", "proposer"], how="left", validate="one_to_one")
     return out.sort_values(["dataset", "accuracy"], ascending=[True, False]).reset_index(drop=True)
 
 

@@ -3,7 +3,8 @@
 For each configuration and question, the *pair*, the engine gathers the outputs filling the
 configuration's slots (one :class:`SlotIndex` per dataset and slot count) and measures: quality
 (the slots' ``correct``), performance (what an :class:`~qdanalysis.analysis.aggregators.Aggregator`
-scores) and the diversity measures a :class:`PairRequest` asks for (Vendi Scores of any orders,
+scores), coverage (the best slot's ``correct``: the oracle's score), the slots' output length and
+the diversity measures a :class:`PairRequest` asks for (Vendi Scores of any orders,
 mean cosine distance, answer count and entropy, the question-averaged kernel), all from one Gram
 block per question. A pair that misses a slot's output, or gets no score, is dropped from every
 measure, so all measures describe exactly the outputs the aggregator saw. Every table that needs
@@ -31,7 +32,7 @@ from numpy.typing import NDArray
 from ..configs import ConfigSpec
 from ..errors import ConfigError, DataWarning
 from ..votes import answer_codes
-from .aggregators import Aggregator, PluralityVote, SlotBlock
+from .aggregators import Aggregator, Oracle, PluralityVote, SlotBlock
 from .diversity import (
     DEFAULT_TOL,
     answer_count,
@@ -55,7 +56,16 @@ __all__ = [
     "vendi_name",
 ]
 
-PAIR_COLUMNS = ("dataset", "config_id", "question_id", "quality", "diversity", "performance")
+PAIR_COLUMNS = (
+    "dataset",
+    "config_id",
+    "question_id",
+    "quality",
+    "diversity",
+    "performance",
+    "coverage",
+    "length_chars",
+)
 
 
 def vendi_name(q: float) -> str:
@@ -182,11 +192,20 @@ class PairBlock:
     """Measure key -> ``(C, Q)`` values (NaN where not :attr:`keep`)."""
     kernel: NDArray[np.float64] | None = None
     """``(C, n, n)`` question-averaged similarity K̄ over kept pairs, when requested."""
+    length_chars: NDArray[np.float64] | None = None
+    """``(C, Q)`` mean length of the slots' outputs in characters (NaN where not :attr:`keep`;
+    None when not measured)."""
 
     @property
     def quality(self) -> NDArray[np.float64]:
         """``(C, Q)`` mean ``correct`` of the slots."""
         return np.asarray(self.slots.correct.mean(axis=2))
+
+    @property
+    def coverage(self) -> NDArray[np.float64]:
+        """``(C, Q)`` best slot's ``correct`` (any slot correct, for 0/1 scores): the
+        :class:`~qdanalysis.analysis.aggregators.Oracle`'s score, by the oracle itself."""
+        return np.asarray(Oracle().scores(self.slots), dtype=np.float64)
 
 
 #: Groups per eigenvalue call in :func:`_gram_measures`: bounds memory (~36 n² bytes per group
@@ -276,6 +295,17 @@ def _slot_block(idx: SlotIndex, dataset: str, codes_all: NDArray[np.int64]) -> S
     )
 
 
+def _slot_lengths(idx: SlotIndex, keep: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """``(C, Q)`` mean character count of the slots' outputs (NaN where not ``keep``).
+
+    Characters, not tokens: they need no tokenizer, so the covariate does not depend on the
+    embedding model (and is not capped by its truncation).
+    """
+    chars = idx.frame["output"].fillna("").astype(str).str.len().to_numpy(dtype=np.float64)
+    mean = chars[np.where(idx.rows >= 0, idx.rows, 0)].mean(axis=2)
+    return np.where(keep, mean, np.nan)
+
+
 def _measure_group(
     frame: pd.DataFrame,
     group: Sequence[ConfigSpec],
@@ -308,6 +338,7 @@ def _measure_group(
         performance=np.where(keep, perf, np.nan),
         diversity={k: np.where(keep, v, np.nan) for k, v in div.items()},
         kernel=kernel,
+        length_chars=_slot_lengths(idx, keep),
     )
 
 
@@ -391,12 +422,15 @@ def pair_frame(blocks: Sequence[PairBlock], *, diversity: str = "vendi_q1") -> p
     Returns
     -------
     pandas.DataFrame
-        :data:`PAIR_COLUMNS`, quality and performance in [0, 1].
+        :data:`PAIR_COLUMNS`: quality, performance and ``coverage`` (the best slot's
+        ``correct``, the oracle's score) in [0, 1]; ``length_chars``, the mean number of
+        characters of the slots' outputs.
     """
     frames = []
     for b in blocks:
         ci, qi = np.nonzero(b.keep)
         div = b.diversity.get(diversity, np.full(b.keep.shape, np.nan))
+        length = b.length_chars if b.length_chars is not None else np.full(b.keep.shape, np.nan)
         frames.append(
             pd.DataFrame(
                 {
@@ -406,6 +440,8 @@ def pair_frame(blocks: Sequence[PairBlock], *, diversity: str = "vendi_q1") -> p
                     "quality": b.quality[ci, qi],
                     "diversity": div[ci, qi],
                     "performance": b.performance[ci, qi],
+                    "coverage": b.coverage[ci, qi],
+                    "length_chars": length[ci, qi],
                 }
             )
         )
@@ -431,7 +467,7 @@ def measure_pairs(
     Returns
     -------
     pandas.DataFrame
-        One row per kept pair: :data:`PAIR_COLUMNS`, quality and performance in [0, 1]. Pairs
+        One row per kept pair: :data:`PAIR_COLUMNS` (see :func:`pair_frame`). Pairs
         missing a slot's output (or a score) are dropped with a
         :class:`~qdanalysis.errors.DataWarning`.
     """
@@ -455,15 +491,20 @@ def summarise_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        ``dataset, config_id, n_questions, quality, diversity, performance``.
+        ``dataset, config_id, n_questions, quality, diversity, performance``, then
+        ``coverage`` (%) and ``length_chars`` when the pair table has them (tables written
+        before they were measured do not).
     """
     g = pairs.groupby(["dataset", "config_id"], sort=True)
+    extra = {c: (c, "mean") for c in ("coverage", "length_chars") if c in pairs.columns}
     out = g.agg(
         n_questions=("question_id", "size"),
         quality=("quality", "mean"),
         diversity=("diversity", "mean"),
         performance=("performance", "mean"),
+        **extra,
     ).reset_index()
-    out["quality"] *= 100.0
-    out["performance"] *= 100.0
+    for c in ("quality", "performance", "coverage"):
+        if c in out.columns:
+            out[c] *= 100.0
     return out

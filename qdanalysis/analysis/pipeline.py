@@ -226,7 +226,9 @@ class Analysis:
     (``embedding_model``: the embedder's name with its weights hash, device, truncation,
     formula, letters, configuration counts, ``score_scale``: ``"binary"`` when every ``correct``
     and user score is 0 or 1, so performance and quality are accuracies in %, else
-    ``"continuous"``, so they are mean scores ×100)."""
+    ``"continuous"``, so they are mean scores ×100; ``ceiling_warnings``: the messages of
+    :func:`~qdanalysis.analysis.qdtable.ceiling_warnings`, also issued as
+    :class:`~qdanalysis.errors.StatisticalWarning` by :func:`analyze`)."""
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds per stage."""
 
@@ -385,6 +387,15 @@ def _configs(
     return configs
 
 
+def _ceiling_warnings(qd: pd.DataFrame) -> list[str]:
+    """Warn (a StatisticalWarning per dataset, where the fit is made) when performance sits at
+    the ceiling or barely varies (:func:`~qdanalysis.analysis.qdtable.ceiling_warnings`); the
+    messages are kept in :attr:`Analysis.parameters` for the sidecars."""
+    from .qdtable import ceiling_warnings
+
+    return ceiling_warnings(qd)
+
+
 @dataclass(frozen=True)
 class _Prepared:
     """What :func:`analyze` settles before embedding anything."""
@@ -479,8 +490,7 @@ def analyze(
     spec
         Every choice of the analysis (default ``AnalysisSpec()``).
     embedder
-        Any :class:`~qdanalysis.analysis.embeddings.Embedder`; built from the spec's embedding
-        fields when None.
+        Any :class:`~.embeddings.Embedder`; built from the spec's embedding fields when None.
     cache
         Embedding cache directory; ``True`` (default) is
         :func:`~qdanalysis.analysis.embeddings.default_cache_dir`, ``False`` embeds everything and
@@ -529,6 +539,7 @@ def analyze(
         "letters": letters,
         "n_configs": {ds: len(c) for ds, c in configs.items()},
         "score_scale": prep.score_scale,
+        "ceiling_warnings": _ceiling_warnings(qd),
     }
     return Analysis(
         spec=spec,

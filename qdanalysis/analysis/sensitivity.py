@@ -13,7 +13,12 @@ reproduces the analysis's fit.
 Quality (per configuration, in %): ``quality_mean`` and the K-Norm / Centered-1/K-Norm families
 (:func:`k_norm`, :func:`centered_k_norm`) applied to per-slot accuracies. Diversity: Vendi Score
 of orders 0.5, 1, 2 and ∞, mean pairwise cosine distance, number and entropy of distinct answer
-keys (per question, then averaged), and the pooled Vendi Score of the question-averaged kernel.
+keys (per question, then averaged), the pooled Vendi Score of the question-averaged kernel, and
+the effective number of independent proposers ``diversity_n_eff`` (from the correlation of the
+slots' errors, :func:`~qdanalysis.analysis.qdtable.effective_proposers`). Beside the measures the
+table carries ``coverage``, ``selection_loss``, ``error_corr`` and ``length_chars`` (as in the QD
+table); :func:`sensitivity_table` adds, per dataset, the default fit with z(length) as a
+covariate, to show how β moves when output length is held fixed.
 
 Neighbours: :mod:`qdanalysis.analysis.pairs` (the engine), :mod:`qdanalysis.analysis.diversity`
 (the measures), :mod:`qdanalysis.analysis.regression` (the fits).
@@ -24,6 +29,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -35,10 +41,12 @@ from ..outputs import add_proposer_column, proposer_rows
 from .diversity import vendi_score
 from .pairs import PairBlock, PairRequest, measure_blocks, vendi_name
 from .pipeline import Analysis, AnalysisSpec
-from .regression import RegressionSpec, compare_terms
+from .qdtable import ensemble_measures, selection_loss
+from .regression import COLLINEARITY_THRESHOLD, RegressionSpec, compare_terms
 from .uncertainty import _fit_quiet
 
 __all__ = [
+    "COVARIATES",
     "DIVERSITY_LABELS",
     "QUALITY_LABELS",
     "HashingEmbedder",
@@ -60,6 +68,7 @@ DIVERSITY_LABELS = {
     "diversity_answers": "distinct answers",
     "diversity_answer_entropy": "answer entropy",
     "diversity_pooled_vendi": "pooled Vendi",
+    "diversity_n_eff": "effective proposers N_eff",
 }
 #: Readable names of the quality columns of :func:`measure_table` (K = 2, 3, 4).
 QUALITY_LABELS = {
@@ -228,7 +237,10 @@ def _wide_pairs(blocks: Sequence[PairBlock]) -> pd.DataFrame:
             "question_id": b.slots.question_ids[qi],
             "quality": b.quality[ci, qi],
             "performance": b.performance[ci, qi],
+            "coverage": b.coverage[ci, qi],
         }
+        if b.length_chars is not None:
+            cols["length_chars"] = b.length_chars[ci, qi]
         cols.update({f"diversity_{k}": v[ci, qi] for k, v in b.diversity.items()})
         frames.append(pd.DataFrame(cols))
     return pd.concat(frames, ignore_index=True)
@@ -306,6 +318,8 @@ def _dataset_measures(
     out["performance"] *= 100.0
     out = out.rename(columns={"quality": "quality_mean"})
     out["quality_mean"] *= 100.0
+    out["coverage"] *= 100.0
+    out["selection_loss"] = selection_loss(out)
     type_acc = frame.groupby("proposer")["correct"].mean()
     sample_acc = frame.groupby(["proposer", "sample_index"])["correct"].mean()
     center = float(type_acc.min() if source == "model" else sample_acc.min())
@@ -320,11 +334,17 @@ def _dataset_measures(
     )
     if source == "model":
         out = out.drop(columns="quality_mean")
-    return out.merge(per_config, on="config_id", how="left")
+    ens = ensemble_measures(blocks).rename(columns={"n_eff": "diversity_n_eff"})
+    return out.merge(per_config, on="config_id", how="left").merge(ens, on="config_id", how="left")
+
+
+#: Descriptive columns of :func:`measure_table` that are not fitted as quality or diversity.
+_DESCRIPTIVE = ("coverage", "selection_loss", "error_corr", "length_chars")
 
 
 def _column_order(table: pd.DataFrame) -> list[str]:
     head = ["dataset", "config_id", "n_questions", "performance", "quality_mean"]
+    head += [c for c in _DESCRIPTIVE if c in table.columns]
     qual = [c for c in table.columns if c.startswith("quality_") and c != "quality_mean"]
     div = [c for c in table.columns if c.startswith("diversity_") and c != "diversity_pooled_vendi"]
     tail = ["diversity_pooled_vendi"] if "diversity_pooled_vendi" in table.columns else []
@@ -390,11 +410,13 @@ def measure_table(
     -------
     pandas.DataFrame
         One row per (dataset, configuration) with a measured pair: ``dataset, config_id,
-        n_questions, performance`` (the analysis's aggregator, %), ``quality_mean``,
-        ``quality_knorm_k<K>``, ``quality_cknorm_k<K>`` (%), ``diversity_vendi_q<q>``
-        (``q0.5, q1, q2, qinf``), ``diversity_cosine`` (NaN for one slot),
-        ``diversity_answers``, ``diversity_answer_entropy`` and ``diversity_pooled_vendi``,
-        each per question then averaged, except pooled.
+        n_questions, performance`` (the analysis's aggregator, %), ``quality_mean``, the QD
+        table's ``coverage, selection_loss, error_corr, length_chars``, ``quality_knorm_k<K>``,
+        ``quality_cknorm_k<K>`` (%), ``diversity_vendi_q<q>`` (``q0.5, q1, q2, qinf``),
+        ``diversity_cosine`` (NaN for one slot), ``diversity_answers``,
+        ``diversity_answer_entropy``, ``diversity_n_eff`` (the QD table's ``n_eff``) and
+        ``diversity_pooled_vendi``, each per question then averaged, except pooled,
+        ``error_corr`` and ``diversity_n_eff`` (per configuration).
 
     Raises
     ------
@@ -435,7 +457,15 @@ def label(column: str, labels: Mapping[str, str] | None = None) -> str:
     return table.get(column, column)
 
 
-_ANSWER_COLUMNS = ("diversity_answers", "diversity_answer_entropy")
+#: Diversity measures that read no embedding (fitted once, under the first embedding) -> the
+#: ``embedding`` column of their rows.
+_EMBEDDING_FREE = {
+    "diversity_answers": "(answers)",
+    "diversity_answer_entropy": "(answers)",
+    "diversity_n_eff": "(correctness)",
+}
+#: Covariates of :func:`sensitivity_table`'s extra rows (the default measures plus z(covariate)).
+COVARIATES = ("length_chars",)
 
 
 def _measured(g: pd.DataFrame, qc: str, dc: str, dataset: str, *, warn: bool) -> pd.DataFrame:
@@ -454,15 +484,22 @@ def _measured(g: pd.DataFrame, qc: str, dc: str, dataset: str, *, warn: bool) ->
 
 
 def _fit_row(df: pd.DataFrame, reg: RegressionSpec) -> dict[str, Any] | None:
-    """α, β, their difference and the R²s of one combination (None: a measure is constant)."""
+    """α, β, their difference and the R²s of one combination (None: a measure is constant);
+    with a third predictor (a covariate), also its coefficient ``gamma`` and ``gamma_se``."""
     try:
         res, warns = _fit_quiet(df, reg)
     except DataError:
         return None  # a measure without variance in this dataset
     c = res.coefs.set_index("term")
     w = compare_terms(res).iloc[0]
+    gamma = {
+        f: c.loc[t, col]
+        for t in reg.terms[2:3]
+        for f, col in (("gamma", "estimate"), ("gamma_se", "std_error"))
+    }
     # One predictor with an intercept: R² is the squared correlation.
     return {
+        **gamma,
         "n_obs": res.stats["n_obs"],
         "alpha": c.loc["quality_z", "estimate"],
         "alpha_se": c.loc["quality_z", "std_error"],
@@ -484,7 +521,7 @@ def _measure_columns(
     qcols = list(quality) if quality else [c for c in tab.columns if c.startswith("quality_")]
     dcols = list(diversity) if diversity else [c for c in tab.columns if c.startswith("diversity_")]
     if not first:
-        dcols = [c for c in dcols if c not in _ANSWER_COLUMNS]
+        dcols = [c for c in dcols if c not in _EMBEDDING_FREE]
     missing = [c for c in [*qcols, *dcols] if c not in tab.columns]
     if missing:
         raise ConfigError(
@@ -492,6 +529,65 @@ def _measure_columns(
             f"{[c for c in tab.columns if c.startswith(('quality_', 'diversity_'))]}."
         )
     return qcols, dcols
+
+
+def _covariate_rows(
+    g: pd.DataFrame, reg: RegressionSpec, *, qc: str, dc: str, base: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The default fit with each of :data:`COVARIATES` added as a third z-scored predictor."""
+    out = []
+    for cov in COVARIATES:
+        if cov not in g.columns:
+            continue
+        df = g.rename(columns={qc: "quality", dc: "diversity"})
+        df = df[["quality", "diversity", "performance", cov]].dropna()
+        row = _fit_row(df, replace(reg, predictors=("quality", "diversity", cov)))
+        if row is None:
+            continue
+        r_q, r_d = (float(np.corrcoef(df[cov], df[c])[0, 1]) for c in ("quality", "diversity"))
+        out.append(
+            {
+                **base,
+                **row,
+                "covariate": cov,
+                "beta_shift": row["beta"] - base["beta"],
+                "corr_covariate_quality": r_q,
+                "corr_covariate_diversity": r_d,
+                # The covariate can be collinear with either measure, not only q with d.
+                "collinear": row["collinear"] or max(abs(r_q), abs(r_d)) > COLLINEARITY_THRESHOLD,
+                "is_default": False,
+                "is_paper": False,
+            }
+        )
+    return out
+
+
+_SENSITIVITY_ORDER = (
+    "dataset",
+    "embedding",
+    "quality_measure",
+    "diversity_measure",
+    "covariate",
+    "n_obs",
+    "alpha",
+    "alpha_se",
+    "beta",
+    "beta_se",
+    "gamma",
+    "gamma_se",
+    "beta_shift",
+    "diff",
+    "diff_p",
+    "r2",
+    "r2_quality_only",
+    "r2_diversity_only",
+    "corr_quality_diversity",
+    "corr_covariate_quality",
+    "corr_covariate_diversity",
+    "collinear",
+    "is_default",
+    "is_paper",
+)
 
 
 def sensitivity_table(
@@ -507,8 +603,8 @@ def sensitivity_table(
     ----------
     measures
         A :func:`measure_table` result, or a mapping embedding label -> such a table (one per
-        embedding model; answer-level measures are the same in each and are fitted once, under
-        the first label).
+        embedding model; measures that read no embedding are the same in each and are fitted
+        once, under the first label).
     spec
         The analysis's spec (default ``AnalysisSpec()``): its ``cov_type`` and ``ddof`` shape
         every fit and its ``vendi_q`` marks the default row.
@@ -518,14 +614,22 @@ def sensitivity_table(
     Returns
     -------
     pandas.DataFrame
-        ``dataset, embedding, quality_measure, diversity_measure, n_obs, alpha, alpha_se,
-        beta, beta_se, diff, diff_p`` (Wald test of α = β), ``r2, r2_quality_only,
-        r2_diversity_only, corr_quality_diversity, collinear`` (the fit warned: |r| above the
-        threshold, too few configurations or a rank-deficient design), ``is_default`` (the
-        analysis's own measures, ``quality_mean`` and the Vendi Score of ``spec.vendi_q``
-        under the first embedding: it reproduces the analysis's fit), ``is_paper``
-        (``quality_mean`` with Vendi q = 1 under the first embedding). Configurations without
-        a value of a measure (the cosine distance of one slot) are left out of its fits with a
+        ``dataset, embedding`` (``(answers)`` or ``(correctness)`` for measures that read no
+        embedding), ``quality_measure, diversity_measure, covariate`` (empty, or the
+        covariate of a covariate row), ``n_obs, alpha, alpha_se, beta, beta_se, gamma,
+        gamma_se`` (the covariate's coefficient, points per SD), ``beta_shift`` (β of the
+        covariate row minus β of the default row), ``diff, diff_p`` (Wald test of α = β),
+        ``r2, r2_quality_only, r2_diversity_only, corr_quality_diversity,
+        corr_covariate_quality, corr_covariate_diversity`` (covariate rows), ``collinear`` (the
+        fit warned: |r| of q and d, or of the covariate and either, above the threshold, too
+        few configurations or a rank-deficient design),
+        ``is_default`` (the analysis's own measures, ``quality_mean`` and the Vendi Score of
+        ``spec.vendi_q`` under the first embedding: it reproduces the analysis's fit),
+        ``is_paper`` (``quality_mean`` with Vendi q = 1 under the first embedding). After each
+        dataset's default row comes one covariate row per column of :data:`COVARIATES` in the
+        table: ``performance ~ z(quality) + z(diversity) + z(length_chars)`` (mean characters
+        of the slots' outputs). Configurations without a value of a measure (the cosine
+        distance of one slot) are left out of its fits with a
         :class:`~qdanalysis.errors.DataWarning`.
     """
     spec = spec if spec is not None else AnalysisSpec()
@@ -546,15 +650,18 @@ def sensitivity_table(
                     rows.append(
                         {
                             "dataset": ds,
-                            "embedding": "(answers)" if dc in _ANSWER_COLUMNS else emb,
+                            "embedding": _EMBEDDING_FREE.get(dc, emb),
                             "quality_measure": qc,
                             "diversity_measure": dc,
+                            "covariate": "",
                             **row,
                             "is_default": first_mean and dc == default_d,
                             "is_paper": first_mean and dc == "diversity_vendi_q1",
                         }
                     )
-    return pd.DataFrame(rows)
+                    if rows[-1]["is_default"]:
+                        rows += _covariate_rows(g, reg, qc=qc, dc=dc, base=rows[-1])
+    return pd.DataFrame(rows).reindex(columns=list(_SENSITIVITY_ORDER))
 
 
 def sensitivity_long(sensitivity: pd.DataFrame, *, z: float = 1.959964) -> pd.DataFrame:
@@ -569,8 +676,13 @@ def sensitivity_long(sensitivity: pd.DataFrame, *, z: float = 1.959964) -> pd.Da
     """
     rows = []
     for r in sensitivity.itertuples(index=False):
-        emb = "" if r.embedding in ("default", "(answers)") else f" [{r.embedding}]"
-        name = f"{label(r.quality_measure)} × {label(r.diversity_measure)}{emb}"
+        emb = (
+            ""
+            if r.embedding == "default" or r.embedding in _EMBEDDING_FREE.values()
+            else (f" [{r.embedding}]")
+        )
+        cov = f" + z({r.covariate})" if isinstance(r.covariate, str) and r.covariate else ""
+        name = f"{label(r.quality_measure)} × {label(r.diversity_measure)}{cov}{emb}"
         for term, est, se in (
             ("quality_z", r.alpha, r.alpha_se),
             ("diversity_z", r.beta, r.beta_se),

@@ -11,6 +11,7 @@ import logging
 import math
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 from ..analysis.artifacts import analyze_with_tables, save_fit
 from ..analysis.pipeline import AnalysisSpec
-from ..errors import ConfigError, DataError, QDAnalysisError
+from ..errors import ConfigError, DataError, DataWarning, QDAnalysisError
 from ..outputs import expand_output_paths, load_outputs
 from ._common import base_parser, check_out_dir, run_main
 
@@ -142,6 +143,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="a table of per-(configuration, question) scores computed elsewhere (CSV, JSONL, "
         "Parquet; columns config_id or name, question_id, performance in [0, 1], optional "
         "dataset): replaces the aggregator; its path and SHA-256 go into every sidecar",
+    )
+    meas.add_argument(
+        "--judge-baseline",
+        default=None,
+        metavar="FILE",
+        help="judge-scored data (e.g. AlpacaEval): the baseline outputs the judge compared "
+        "against (question_id, output); writes win_rates.* (each model's win rate and "
+        "length-controlled win rate, by the alpaca-eval package's own code, offline)",
+    )
+    meas.add_argument(
+        "--lc-reference",
+        default=None,
+        metavar="DIR",
+        help="folder holding alpaca-eval's df_gamed.csv, the LC GLM's input (default: the "
+        "local Hugging Face cache; nothing is downloaded; without it, win rates only)",
     )
     meas.add_argument(
         "--vendi-order",
@@ -278,7 +294,37 @@ _FLAGS = {
     "performance=": "--performance",
     "AnalysisSpec.performance": "--performance",
     "PerformanceTable": "--performance",
+    "read_baseline": "--judge-baseline",
+    "judge_annotations": "--judge-baseline",
+    "reference_dir": "--lc-reference",
 }
+
+
+def _win_rates(args: argparse.Namespace, outputs: Any) -> Any:
+    """The --judge-baseline table, computed before any embedding (None without the flag)."""
+    if not args.judge_baseline:
+        return None
+    from ..analysis.methods import single_model_table
+    from ..analysis.winrate import glm_reference_path, read_baseline
+
+    lc = True
+    try:
+        baseline = read_baseline(args.judge_baseline)
+        if args.lc_reference is None:
+            try:
+                glm_reference_path(None)
+            except DataError as exc:
+                lc = False
+                warnings.warn(f"win_rates: no LC win rate. {exc}", DataWarning, stacklevel=2)
+        return single_model_table(
+            outputs,
+            proposer_key=build_spec(args).proposer_key,
+            baseline=baseline,
+            length_controlled=lc,
+            reference_dir=args.lc_reference,
+        )
+    except QDAnalysisError as exc:
+        raise _with_flags(exc) from exc.__cause__
 
 
 def _with_flags(exc: QDAnalysisError) -> QDAnalysisError:
@@ -344,7 +390,11 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     if args.bootstrap and args.bootstrap < 2:
         raise ConfigError(f"--bootstrap: expected 0 (off) or at least 2; got {args.bootstrap!r}.")
     files, outputs = _load(args)
+    win_rates = _win_rates(args, outputs)
     res, tables, fit_warnings = _analyze(args, outputs)
+    if win_rates is not None:
+        tables["win_rates"] = win_rates
+        files = [*files, Path(args.judge_baseline)]
     params = dict(res.parameters)
     if tables["_boot"] is not None:
         params["bootstrap"] = tables["_boot"].parameters

@@ -52,6 +52,7 @@ __all__ = [
     "EXIT_ALL_FAILED",
     "EXIT_SOME_FAILED",
     "ModelRouter",
+    "add_backend_arguments",
     "build_parser",
     "endpoint_specs",
     "main",
@@ -165,6 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="plurality ties: expected accuracy of a uniform pick, or a seeded pick",
     )
     g.add_argument("--judge-model", default=None, help="judge model for open-ended tasks")
+    add_backend_arguments(p)
+    g = p.add_argument_group("output")
+    g.add_argument("--out", required=True, type=Path, help="run store directory")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def add_backend_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the backend flags (read by :func:`make_backend`); ``serve`` shares them."""
     g = p.add_argument_group("backend")
     g.add_argument(
         "--backend",
@@ -211,10 +221,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--cache", type=Path, default=None, help="sqlite response cache file")
     g.add_argument("--seed", type=int, default=_D("seed"), help="run seed")
-    g = p.add_argument_group("output")
-    g.add_argument("--out", required=True, type=Path, help="run store directory")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
 
 
 def _load_configs(path: Path) -> list[ConfigSpec]:

@@ -103,3 +103,52 @@ def test_the_harness_sees_and_blocks_a_network_request(tmp_path):
         s.page.wait_for_timeout(500)
     assert any(u.startswith("http://192.0.2.1/") for u in s.blocked)
     assert any(u.startswith("https://example.invalid/") for u in s.blocked)
+
+
+def _judged_helpers():
+    """The judged-data test module (its data slice and stand-in performance file)."""
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "stats" / "test_judged_data.py"
+    spec = importlib.util.spec_from_file_location("_judged_data_helpers", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_AXIS_TITLES = """() => [...document.querySelectorAll('.qd-scatter, .methods-plot')]
+  .map(d => [d._fullLayout.xaxis.title.text || "", d._fullLayout.yaxis.title.text || ""])"""
+
+
+@pytest.mark.slow
+def test_judge_scored_fit_is_labelled_mean_score_not_percent(tmp_path, monkeypatch):
+    # A fit of judge preferences (continuous correct) scored by a user table: the page's axes
+    # must not call mean scores accuracies in %.
+    from qdanalysis.analysis import embeddings
+    from qdanalysis.analysis.pipeline import AnalysisSpec
+    from qdanalysis.analysis.sensitivity import HashingEmbedder
+    from qdanalysis.cli.fit import main as fit_main
+    from qdanalysis.outputs import load_outputs
+
+    judged = _judged_helpers()
+    rows = judged._slice(load_outputs([judged.JUDGED]), 4)
+    src = judged._write(rows, tmp_path / "judged.jsonl")
+    perf = tmp_path / "performance.csv"
+    judged._stand_in_performance(rows, AnalysisSpec(n_proposers=3, with_replacement=True), perf)
+    monkeypatch.setattr(
+        embeddings, "SentenceTransformerEmbedder", lambda *a, **k: HashingEmbedder()
+    )
+    out = tmp_path / "fit"
+    args = ["--outputs", str(src), "--out-dir", str(out), "--performance", str(perf)]
+    flags = ["--n-proposers", "3", "--with-replacement", "--no-figures", "--no-progress", "-q"]
+    assert fit_main([*args, *flags]) == 0
+    page = write_report(out, out=tmp_path / "report.html")
+    with browser() as s:
+        s.open(page)
+        titles = s.page.evaluate(_AXIS_TITLES)
+        assert s.errors == []
+    assert titles, "no plot drawn"
+    for x, y in titles:
+        assert "%" not in x + y, (x, y)
+    assert ["quality q (mean score of the slots, ×100)", "diversity d (Vendi Score)"] in titles
+    assert any(y == "performance t (mean score ×100)" for _, y in titles)

@@ -18,6 +18,11 @@ function table(cols, rows, cls = "") {
   return `<table class="${cls}"><thead><tr>${h}</tr></thead><tbody>${b}</tbody></table>`;
 }
 function methodLabel(m) { return METHOD_LABEL[m] || m; }
+// Units follow the data: 0/1 correctness gives accuracies in %, judge scores give mean scores x100.
+const CONTINUOUS = (QD.parameters || {}).score_scale === "continuous";
+const UNIT = CONTINUOUS ? "mean score ×100" : "%";
+const QUALITY_TITLE = CONTINUOUS ? "quality q (mean score of the slots, ×100)"
+  : "quality q (mean accuracy of the slots, %)";
 function slotsText(i) {
   const p = JSON.parse(C.proposers[i] || "[]"), s = JSON.parse(C.samples[i] || "[]");
   return p.map((t, j) => `${t}#${s[j]}`).join(", ");
@@ -166,7 +171,7 @@ function renderScatter() {
     });
     Plotly.newPlot(div, traces, {font: FONT, title: {text: esc(ds), font: {size: 16}},
       margin: {l: 70, r: 20, t: 50, b: 90}, hovermode: "closest",
-      xaxis: {title: {text: "quality q (mean accuracy of the slots, %)"}},
+      xaxis: {title: {text: QUALITY_TITLE}},
       yaxis: {title: {text: "diversity d (Vendi Score)"}},
       showlegend: true, legend: {orientation: "h", y: -0.3}}, CFG);
   });
@@ -189,7 +194,7 @@ function renderMethods() {
       text: `${esc(b.proposer)} alone: ${b.accuracy.toFixed(1)}`}));
     Plotly.newPlot(div, traces, {font: FONT, title: {text: esc(ds), font: {size: 16}},
       showlegend: false, margin: {l: 70, r: 20, t: 50, b: 50}, shapes, annotations: notes,
-      yaxis: {title: {text: "performance t (%)"}}}, CFG);
+      yaxis: {title: {text: `performance t (${UNIT})`}}}, CFG);
   });
   const bestRow = r => [...Array(N).keys()].find(i => C.dataset[i] === r.dataset &&
     C.method[i] === r.method && C.name[i] === r.best_config &&

@@ -7,7 +7,7 @@ concurrency and accounting to :class:`qdanalysis.runner.llm.managed.ManagedClien
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -19,8 +19,12 @@ __all__ = [
     "ChatClient",
     "ChatRequest",
     "ChatResponse",
+    "DeltaSink",
     "Message",
     "MultiSampleClient",
+    "StreamingClient",
+    "complete_in_one_piece",
+    "complete_streaming",
     "contiguous_runs",
     "ping",
     "request_key",
@@ -127,6 +131,59 @@ class MultiSampleClient(ChatClient, Protocol):
     async def complete_n(self, request: ChatRequest, n: int) -> list[ChatResponse]:
         """Return ``n`` completions of ``request``, or raise :class:`ProviderError`."""
         ...
+
+
+DeltaSink = Callable[[str], None]
+"""Receives each piece of text of a streamed completion as it arrives, in order."""
+
+
+@runtime_checkable
+class StreamingClient(ChatClient, Protocol):
+    """A backend that streams a completion's text as it is generated.
+
+    ``complete_stream(request, on_delta)`` calls ``on_delta`` with each new piece of text, in
+    order, and returns the whole completion (text and accounting) once it ends; the pieces
+    joined are its ``text``.
+    """
+
+    async def complete_stream(self, request: ChatRequest, on_delta: DeltaSink) -> ChatResponse:
+        """Stream one completion into ``on_delta``, or raise :class:`ProviderError`."""
+        ...
+
+
+async def complete_streaming(
+    client: ChatClient, request: ChatRequest, on_delta: DeltaSink
+) -> ChatResponse:
+    """One completion, streamed into ``on_delta`` when ``client`` can stream.
+
+    A client without ``complete_stream`` (in-process models, the mock) answers with
+    :meth:`ChatClient.complete` and its whole text arrives as one piece when it is done.
+
+    Examples
+    --------
+    >>> import asyncio
+    >>> from qdanalysis.testing import MockClient
+    >>> pieces: list[str] = []
+    >>> req = ChatRequest(model="m", messages=({"role": "user", "content": "q"},))
+    >>> text = asyncio.run(complete_streaming(MockClient(lambda r: "hi"), req, pieces.append)).text
+    >>> text, pieces
+    ('hi', ['hi'])
+    """
+    stream = getattr(client, "complete_stream", None)
+    if callable(stream):
+        resp: ChatResponse = await stream(request, on_delta)
+        return resp
+    return await complete_in_one_piece(client, request, on_delta)
+
+
+async def complete_in_one_piece(
+    client: ChatClient, request: ChatRequest, on_delta: DeltaSink
+) -> ChatResponse:
+    """:meth:`ChatClient.complete`, then its whole text to ``on_delta`` (the no-stream path)."""
+    resp = await client.complete(request)
+    if resp.text:
+        on_delta(resp.text)
+    return resp
 
 
 def supports_n(client: object) -> bool:

@@ -22,7 +22,16 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ...errors import ConfigError, ProviderError
-from .base import ChatClient, ChatRequest, ChatResponse, contiguous_runs, ping, supports_n
+from .base import (
+    ChatClient,
+    ChatRequest,
+    ChatResponse,
+    DeltaSink,
+    complete_streaming,
+    contiguous_runs,
+    ping,
+    supports_n,
+)
 from .cache import ResponseCache
 from .ledger import CallRecord, UsageLedger
 
@@ -186,14 +195,54 @@ class ManagedClient:
             If the backend failed with a fatal error, or kept failing past the retry policy.
         """
         endpoint = self.endpoint_for(request.model)
-        if self.cache is not None:
-            hit = self.cache.get(endpoint, request)
-            if hit is not None:
-                self.ledger.record(
-                    CallRecord(endpoint=endpoint, model=request.model, status="cached")
-                )
-                return hit
+        hit = self._cached(endpoint, request)
+        if hit is not None:
+            return hit
         (resp,) = await self._call(endpoint, request, 1, lambda: self.client.complete(request))
+        return resp
+
+    def _cached(self, endpoint: str, request: ChatRequest) -> ChatResponse | None:
+        """The cached response of ``request`` (booked as a cache hit), or None."""
+        hit = None if self.cache is None else self.cache.get(endpoint, request)
+        if hit is not None:
+            self.ledger.record(CallRecord(endpoint=endpoint, model=request.model, status="cached"))
+        return hit
+
+    async def complete_stream(self, request: ChatRequest, on_delta: DeltaSink) -> ChatResponse:
+        """One completion streamed into ``on_delta`` (see :func:`~.base.complete_streaming`).
+
+        Under the same cap, timeout, retries, cache and ledger as :meth:`complete`. A cache hit
+        or a backend that cannot stream delivers the whole text as one piece. An attempt is
+        retried only while nothing has been streamed: once ``on_delta`` has text, a failure is
+        final (a retry would repeat text the caller already has).
+
+        Raises
+        ------
+        ProviderError
+            As :meth:`complete`; ``kind="fatal"`` when the stream broke after text was sent.
+        """
+        endpoint = self.endpoint_for(request.model)
+        hit = self._cached(endpoint, request)
+        if hit is not None:
+            on_delta(hit.text)
+            return hit
+        sent = 0
+
+        def sink(text: str) -> None:
+            nonlocal sent
+            sent += len(text)
+            on_delta(text)
+
+        async def attempt() -> ChatResponse:
+            if sent:
+                raise ProviderError(
+                    f"{endpoint} {request.model}: expected the stream to finish; it broke after "
+                    f"{sent} characters were sent. Not retried: the caller has them.",
+                    kind="fatal",
+                )
+            return await complete_streaming(self.client, request, sink)
+
+        (resp,) = await self._call(endpoint, request, 1, attempt)
         return resp
 
     async def complete_n(self, request: ChatRequest, n: int) -> list[ChatResponse]:

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..._optional import require
 from ...errors import AuthError, ConfigError, ProviderError
-from .base import ChatRequest, ChatResponse
+from .base import ChatRequest, ChatResponse, DeltaSink, complete_in_one_piece
 
 __all__ = ["OpenAICompatClient", "parse_retry_after"]
 
@@ -135,6 +135,7 @@ class OpenAICompatClient:
         self._clients: dict[int, Any] = {}
         self._closers: dict[int, AsyncGenerator[None, None]] = {}
         self._n_supported: bool | None = None
+        self._stream_supported: bool | None = None
 
     def __repr__(self) -> str:
         return f"OpenAICompatClient({self.endpoint!r}, api_key_env={self.api_key_env!r})"
@@ -249,7 +250,9 @@ class OpenAICompatClient:
             kind="fatal",
         )
 
-    async def _create(self, request: ChatRequest, n: int) -> tuple[Any, float]:
+    @staticmethod
+    def _params(request: ChatRequest, n: int) -> dict[str, Any]:
+        """The chat-completions body of ``request`` drawing ``n`` choices."""
         params: dict[str, Any] = {
             "model": request.model,
             "messages": [dict(m) for m in request.messages],
@@ -263,6 +266,10 @@ class OpenAICompatClient:
             params["stop"] = list(request.stop)
         if n > 1:
             params["n"] = n
+        return params
+
+    async def _create(self, request: ChatRequest, n: int) -> tuple[Any, float]:
+        params = self._params(request, n)
         logger.debug("POST %s/chat/completions model=%s n=%d", self.endpoint, request.model, n)
         start = time.perf_counter()
         error: ProviderError | None = None
@@ -326,6 +333,57 @@ class OpenAICompatClient:
         """One completion; raises :class:`ProviderError` with the mapped ``kind``."""
         completion, latency = await self._create(request, 1)
         return self._responses(request, completion, latency)[0]
+
+    async def complete_stream(self, request: ChatRequest, on_delta: DeltaSink) -> ChatResponse:
+        """One completion streamed from the server (``stream: true``) into ``on_delta``.
+
+        Asks for the usage in the last chunk (``stream_options.include_usage``); a server that
+        sends none leaves the token counts None. Errors map as in :meth:`complete`, also when
+        they arrive inside the stream. A server that answers with no stream events at all
+        (one that ignores ``stream``, like the toolkit's own local server) is asked again
+        without streaming, and its text arrives as one piece; that is remembered.
+        """
+        if self._stream_supported is False:
+            return await complete_in_one_piece(self, request, on_delta)
+        params = self._params(request, 1) | {
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        logger.debug("POST %s/chat/completions model=%s stream", self.endpoint, request.model)
+        start = time.perf_counter()
+        parts: list[str] = []
+        last: dict[str, Any] = {"model": None, "finish_reason": None, "usage": None}
+        error: ProviderError | None = None
+        try:
+            stream = await (await self._client()).chat.completions.create(**params)
+            async with stream:  # closes the connection on any exit, cancellation included
+                async for chunk in stream:
+                    last["model"] = last["model"] or getattr(chunk, "model", None)
+                    last["usage"] = getattr(chunk, "usage", None) or last["usage"]
+                    for choice in getattr(chunk, "choices", None) or ():
+                        text = getattr(getattr(choice, "delta", None), "content", None)
+                        if text:
+                            parts.append(text)
+                            on_delta(text)
+                        last["finish_reason"] = choice.finish_reason or last["finish_reason"]
+        except self._openai.OpenAIError as exc:
+            error = self._map_error(exc)
+        if error is not None:
+            raise error  # outside the handler, as in _create
+        if last["model"] is None and not parts:
+            logger.info("%s sent no stream events; answering without streaming", self.endpoint)
+            self._stream_supported = False
+            return await complete_in_one_piece(self, request, on_delta)
+        self._stream_supported = True
+        usage = last["usage"]
+        return ChatResponse(
+            text="".join(parts),
+            model=str(last["model"] or request.model),
+            finish_reason=last["finish_reason"],
+            prompt_tokens=getattr(usage, "prompt_tokens", None),
+            completion_tokens=getattr(usage, "completion_tokens", None),
+            latency_s=time.perf_counter() - start,
+        )
 
     async def complete_n(self, request: ChatRequest, n: int) -> list[ChatResponse]:
         """Samples ``request.sample_index`` … ``+ n - 1`` with one ``n`` request if possible."""
