@@ -102,6 +102,7 @@ def test_library_never_imports_a_cli() -> None:
         "qdanalysis.run",
         "qdanalysis.report",
         "qdanalysis.serve",
+        "qdanalysis.study",
     )
     assert violations("qdanalysis", "qdanalysis.cli", exempt=shims) == []
 

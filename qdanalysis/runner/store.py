@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -203,8 +203,11 @@ class RunStore:
         cols = [c for c in OUTPUT_COLUMNS if c in df.columns]
         return df[cols + sorted(c for c in df.columns if c not in cols)]
 
-    def write_outputs(self, path: str | Path) -> Path:
-        """Write the ``ok`` rows as the final outputs table (JSONL), atomically.
+    def write_outputs(
+        self, path: str | Path, *, keep: Callable[[Mapping[str, Any]], bool] | None = None
+    ) -> Path:
+        """Write the ``ok`` rows (those ``keep`` accepts, if given) as an outputs table (JSONL),
+        atomically.
 
         Returns
         -------
@@ -214,6 +217,8 @@ class RunStore:
         path = Path(path)
         with atomic_write(path, encoding="utf-8") as fh:
             for r in self.rows(status="ok"):
+                if keep is not None and not keep(r):
+                    continue
                 ordered = {c: r.get(c) for c in OUTPUT_COLUMNS if c in r}
                 ordered.update({k: v for k, v in sorted(r.items()) if k not in ordered})
                 fh.write(json.dumps(ordered, ensure_ascii=False, default=_json_default) + "\n")

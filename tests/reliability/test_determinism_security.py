@@ -63,6 +63,12 @@ def test_sidecars_differ_only_in_time(three_runs) -> None:
         "cpu",
         None,
     )
+    # The first run measured the backends (speeds vary run to run); the cached one kept the
+    # backend its cache holds, without a probe: the same backend, so the same vectors.
+    first, cached = (d["parameters"].pop("embedding_backend_choice") for d in (a, b))
+    assert first["reason"].startswith("fastest")
+    assert cached["reason"].startswith("cache:")
+    assert cached["chosen"] == first["chosen"] == a["parameters"]["embedding_dtype"]
     assert a == b
 
 
