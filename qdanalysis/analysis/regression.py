@@ -5,6 +5,24 @@ Results come back as tidy tables (one row per term) with standard errors, test s
 p-values and confidence intervals, plus fit statistics (R², the correlation of the two
 predictors and their VIF) and the Wald test of α = β.
 
+Inference convention (one for every table): p-values are two-sided and, with the confidence
+intervals, Student-t based, with ``df_resid`` = n − k degrees of freedom for plain OLS and the
+heteroskedasticity-robust (HC) covariances and G − 1 for question-clustered covariances (G
+questions). Bootstrap p-values (:mod:`qdanalysis.analysis.uncertainty`) are Monte-Carlo shares,
+floored at 1/B. Every coefficient also comes in raw units (points of performance per quality
+point, per Vendi unit; the ``*_raw`` columns): standardised coefficients depend on which
+configurations were sampled (their spread sets the SD), raw ones do not.
+
+Question-clustered errors (``cov_type="question_cluster"``, ``fit --ci cluster``):
+configurations share questions, so residuals correlate through questions.
+y_c = (1/n_c) Σ_j 100·t_cj, so the residual splits into pair residuals e_cj = 100·t_cj − x_c'b
+and the score into per-question sums X'e = Σ_j s_j, s_j = Σ_c x_c e_cj / n_c. Covariance:
+(X'X)⁻¹ (Σ_j s_j s_j') (X'X)⁻¹ · G/(G−1)·(N−1)/(N−k) (G questions, N pairs, statsmodels'
+CR1), computed as the pair-level WLS of 100·t_cj on x_c with weights 1/n_c (the same
+estimates as the configuration-level OLS) and ``cov_type="cluster"`` on questions; t with
+G − 1 df. It holds each configuration's measured q and d fixed; the question bootstrap also
+propagates their sampling noise.
+
 Neighbours: :mod:`qdanalysis.analysis.qdtable` builds the input;
 :mod:`qdanalysis.analysis.plotting` and :mod:`qdanalysis.analysis.export` draw and save the
 results.
@@ -271,17 +289,7 @@ def fit_ols(
     With both predictors z-scored and an intercept, α and β are the change in performance
     (percentage points) per standard deviation of quality and of diversity.
 
-    ``question_cluster``: configurations share questions, so their residuals are correlated
-    through the questions, not within a configuration. A configuration's outcome is the mean
-    of its pairs' scores, y_c = (1/n_c) Σ_j 100·t_cj, so its residual splits into pair residuals
-    e_cj = 100·t_cj − x_c'b and the OLS score into per-question sums,
-    X'e = Σ_j s_j with s_j = Σ_c x_c e_cj / n_c. The covariance is the sandwich
-    (X'X)⁻¹ (Σ_j s_j s_j') (X'X)⁻¹ with statsmodels' CR1 factor G/(G−1)·(N−1)/(N−k) (G
-    questions, N pairs). It is computed as the pair-level WLS of 100·t_cj on x_c with weights
-    1/n_c (the same point estimates as the configuration-level OLS) with statsmodels'
-    ``cov_type="cluster"`` on the question ids, and t with G − 1 degrees of freedom. It treats
-    each configuration's measured q and d as fixed; the question bootstrap also propagates
-    their sampling noise.
+    ``question_cluster``: see the module docstring.
 
     Examples
     --------
@@ -305,12 +313,7 @@ def fit_ols(
     coefs = _coef_table(inf, list(X.columns), spec.alpha)
     coefs = _with_raw_units(coefs, inf, scaling, spec)
     stats = {
-        "n_obs": int(res.nobs),
-        "r2": float(res.rsquared),
-        "adj_r2": float(res.rsquared_adj),
-        "df_resid": float(res.df_resid),
-        "df_inference": float(getattr(inf, "df_resid_inference", None) or inf.df_resid),
-        "n_clusters": None if inference is None else int(inf.df_resid_inference) + 1,
+        **_fit_stats(res, inference),
         "cov_type": spec.cov_type,
         "formula": spec.formula,
         "corr_quality_diversity": corr,
@@ -319,6 +322,19 @@ def fit_ols(
     return OLSResult(
         spec=spec, coefs=coefs, stats=stats, scaling=scaling, raw=res, inference=inference
     )
+
+
+def _fit_stats(res: Any, inference: Any) -> dict[str, Any]:
+    """Size, R² and degrees of freedom of a fit (``df_inference``: of its t-based p-values)."""
+    inf = res if inference is None else inference
+    return {
+        "n_obs": int(res.nobs),
+        "r2": float(res.rsquared),
+        "adj_r2": float(res.rsquared_adj),
+        "df_resid": float(res.df_resid),
+        "df_inference": float(getattr(inf, "df_resid_inference", None) or inf.df_resid),
+        "n_clusters": None if inference is None else int(inf.df_resid_inference) + 1,
+    }
 
 
 def _fit(

@@ -19,6 +19,7 @@ from typing import Any
 
 from .._io import staged_dir
 from ..analysis.pipeline import AnalysisSpec
+from ..analysis.regression import CI_METHODS, format_p
 from ..errors import ConfigError, DataError, QDAnalysisError, QDAnalysisWarning
 from ..outputs import expand_output_paths, load_outputs
 from ._common import base_parser, check_out_dir, run_main
@@ -31,6 +32,13 @@ AGGREGATOR_CHOICES = ("auto", "plurality", "oracle", "llm")
 _AGG_NAMES = {"plurality": "plurality_vote"}
 _D = AnalysisSpec  # every default below is the spec's (class attributes of the dataclass)
 _DEST = {"vendi_q": "vendi_order"}
+
+
+def _label(text: str) -> tuple[str, str]:
+    ds, sep, label = text.partition("=")
+    if not sep or not ds.strip() or not label.strip():
+        raise argparse.ArgumentTypeError(f"expected DATASET_ID=LABEL; got {text!r}")
+    return ds.strip(), label.strip()
 
 
 def _order(text: str) -> float:
@@ -97,6 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("single", "double"),
         default="single",
         help="width of the coefficient figure (single 3.3 in, double 6.9 in)",
+    )
+    io.add_argument(
+        "--label",
+        type=_label,
+        action="append",
+        default=[],
+        dest="labels",
+        metavar="ID=TEXT",
+        help="human label of a dataset for figures and the LaTeX table, e.g. "
+        "--label rereading/gsm8k=GSM8K; repeatable; recorded in every sidecar",
     )
     io.add_argument("--no-progress", action="store_true", help="no progress bars")
     io.add_argument(
@@ -192,11 +210,21 @@ def build_parser() -> argparse.ArgumentParser:
     emb.add_argument("--no-cache", action="store_true", help="embed everything, store nothing")
     reg = p.add_argument_group("regression")
     reg.add_argument(
+        "--ci",
+        default=_D.ci,
+        choices=tuple(CI_METHODS),
+        help="intervals and p-values of the console, fig_coefficients and coefficients.*: "
+        "'ols' (--cov-type; plain OLS by default, the paper's), 'hc3', 'cluster' (clustered on "
+        "the questions the configurations share) or 'bootstrap' (over questions; --bootstrap N "
+        f"replicates, default {_D.n_boot}). p-values are t-based (df n-k; G-1 when clustered on "
+        "G questions); bootstrap ones never fall below 1/B",
+    )
+    reg.add_argument(
         "--cov-type",
         default=_D.cov_type,
         choices=("nonrobust", "HC0", "HC1", "HC2", "HC3"),
-        help="OLS covariance of coefficients.*; nonrobust is the paper's plain OLS. "
-        "uncertainty.* always lists nonrobust and HC3 (and this one) side by side",
+        help="OLS covariance of --ci ols; nonrobust is the paper's plain OLS. uncertainty.* "
+        "always lists nonrobust, HC3 and question-clustered (and this one) side by side",
     )
     reg.add_argument(
         "--ddof",
@@ -211,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="N bootstrap replicates over questions (percentile CIs for alpha, beta, "
-        "alpha-beta, R2); 0 = off",
+        "alpha-beta, R2, in uncertainty.*; also the replicates of --ci bootstrap); 0 = off",
     )
     reg.add_argument(
         "--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resampling"
@@ -226,6 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _p(row: Any) -> str:
+    """A coefficient row's p-value for the console (``< 1/B`` at the bootstrap floor)."""
+    return format_p(float(row["p_value"]), floor=bool(row.get("p_floor", False)))
+
+
 def _format_summary(coefs: Any) -> str:
     lines = [
         f"{'dataset':<34}{'n':>5}  {'alpha':>7} {'SE':>6} {'p':>9}   {'beta':>7} {'SE':>6} "
@@ -237,10 +270,42 @@ def _format_summary(coefs: Any) -> str:
         w = t.loc["quality_z - diversity_z"] if "quality_z - diversity_z" in t.index else None
         lines.append(
             f"{ds:<34}{int(a['n_obs']):>5}  {a['estimate']:>7.3f} {a['std_error']:>6.3f} "
-            f"{a['p_value']:>9.2g}   {b['estimate']:>7.3f} {b['std_error']:>6.3f} "
-            f"{b['p_value']:>9.2g}   {a['r2']:>6.3f}  "
-            f"{(w['p_value'] if w is not None else float('nan')):>9.2g}  "
+            f"{_p(a):>9}   {b['estimate']:>7.3f} {b['std_error']:>6.3f} "
+            f"{_p(b):>9}   {a['r2']:>6.3f}  "
+            f"{(_p(w) if w is not None else 'nan'):>9}  "
             f"{a['corr_quality_diversity']:>6.3f}"
+        )
+    return "\n".join(lines)
+
+
+def _format_intervals(coefs: Any) -> str:
+    """alpha and beta with their intervals, standardised and in raw units, per dataset."""
+    lines = []
+    for ds, g in coefs.groupby("dataset", sort=True):
+        t = g.set_index("term")
+        parts = []
+        for term, name in (("quality_z", "alpha"), ("diversity_z", "beta")):
+            r = t.loc[term]
+            parts.append(
+                f"{name} {r['estimate']:.3g} [{r['ci_low']:.3g}, {r['ci_high']:.3g}] per SD = "
+                f"{r['estimate_raw']:.3g} [{r['ci_low_raw']:.3g}, {r['ci_high_raw']:.3g}] "
+                f"{r['unit_raw']}"
+            )
+        lines.append(f"  {ds}: " + "; ".join(parts))
+    return "\n".join(lines)
+
+
+def _format_pair_model(pm: Any) -> str:
+    """The pair-level model's alpha and beta per dataset, one line each."""
+    lines = []
+    for ds, g in pm.groupby("dataset", sort=True):
+        t = g.set_index("term")
+        a, b = t.loc["quality_z"], t.loc["diversity_z"]
+        lines.append(
+            f"  {ds}: alpha {a['estimate']:.3g} [{a['ci_low']:.3g}, {a['ci_high']:.3g}] "
+            f"p {format_p(a['p_value'])}; beta {b['estimate']:.3g} [{b['ci_low']:.3g}, "
+            f"{b['ci_high']:.3g}] p {format_p(b['p_value'])} ({int(a['n_pairs'])} pairs, "
+            f"{int(a['n_questions'])} questions)"
         )
     return "\n".join(lines)
 
@@ -263,8 +328,12 @@ def build_spec(args: argparse.Namespace) -> AnalysisSpec:
     """The :class:`~qdanalysis.analysis.pipeline.AnalysisSpec` of parsed ``fit`` arguments."""
     # Every spec field has an option of the same name, except vendi_q (--vendi-order).
     # performance_sha256 is computed from the file (no option).
-    names = [f.name for f in fields(AnalysisSpec) if f.name != "performance_sha256"]
+    # n_boot is --bootstrap when given (0 = the spec's default).
+    skip = ("performance_sha256", "n_boot")
+    names = [f.name for f in fields(AnalysisSpec) if f.name not in skip]
     values = {n: getattr(args, _DEST.get(n, n)) for n in names}
+    values["n_boot"] = args.bootstrap or AnalysisSpec.n_boot
+    values["labels"] = tuple(args.labels)
     values["proposer_key"] = tuple(c.strip() for c in args.proposer_key.split(",") if c.strip())
     values["aggregator"] = _AGG_NAMES.get(args.aggregator, args.aggregator)
     return AnalysisSpec(**values)
@@ -279,6 +348,9 @@ _FLAGS = {
     "performance=": "--performance",
     "AnalysisSpec.performance": "--performance",
     "PerformanceTable": "--performance",
+    "AnalysisSpec.labels": "--label",
+    "ci:": "--ci/--cov-type",
+    "AnalysisSpec.ci": "--ci",
 }
 
 
@@ -299,22 +371,27 @@ def _stat_tables(res: Any, outputs: Any, args: argparse.Namespace) -> dict[str, 
     from ..analysis.uncertainty import (
         bootstrap_coefs,
         diagnostics_table,
+        pair_model_table,
         r2_table,
         uncertainty_table,
     )
 
     spec = res.spec
-    boot = None
-    if args.bootstrap:
+    boot = res.bootstrap  # the analysis's own, with --ci bootstrap (the same replicates)
+    if boot is None and args.bootstrap:
         boot = bootstrap_coefs(
             res, n_boot=args.bootstrap, seed=args.bootstrap_seed, progress=not args.no_progress
         )
     fit_table = res.fit_table
-    covs = list(dict.fromkeys(["nonrobust", "HC3", spec.cov_type]))
+    covs = list(dict.fromkeys(["nonrobust", "HC3", "question_cluster", spec.cov_type]))
+    unc = uncertainty_table(
+        fit_table, cov_types=covs, bootstrap=boot, ddof=spec.ddof, pairs=res.pairs
+    )
     tables: dict[str, Any] = {
-        "uncertainty": uncertainty_table(fit_table, cov_types=covs, bootstrap=boot, ddof=spec.ddof),
+        "uncertainty": unc,
         "r2": r2_table(fit_table, ddof=spec.ddof),
         "diagnostics": diagnostics_table(fit_table),
+        "pair_model": pair_model_table(res),
         "_boot": boot,
     }
     if args.sensitivity:
@@ -350,32 +427,46 @@ def _save_figures(res: Any, unc: Any, stage: Path, prov: Any, width: str) -> lis
     import matplotlib.pyplot as plt
 
     from ..analysis.export import save_figure
-    from ..analysis.paper import table4
+    from ..analysis.paper import paper_rows
     from ..analysis.plotting import (
         coefficient_figure,
+        dataset_labels,
         figure,
         forest_figure,
         paper_style,
         plot_residuals,
         qd_scatter_figure,
+        settings_note,
     )
+    from ..analysis.regression import CI_METHODS
     from ..analysis.uncertainty import residual_frame
 
+    qd, labels = res.qd_table, dict(res.spec.labels)
+    rows, one_line = dataset_labels(qd, labels), dataset_labels(qd, labels, sep="; ")
+    note = settings_note(qd, ci=res.spec.ci)
     written: list[Path] = []
     with paper_style():
         figs = {
             "fig_coefficients": coefficient_figure(
-                res.coefficients, reference=table4(), width=width
+                res.coefficients,
+                reference=paper_rows(sorted(qd["dataset"].unique())),
+                width=width,
+                group_labels=rows,
+                ci_label=f"95% CI: {CI_METHODS[res.spec.ci]}",
+                note=note,
             ),
-            "fig_uncertainty": forest_figure(unc, width="double"),
-            "fig_qd_scatter": qd_scatter_figure(res.qd_table, width="double"),
+            "fig_uncertainty": forest_figure(
+                unc, width="double", group_labels=rows, note=note.split("; 95% CI")[0]
+            ),
+            "fig_qd_scatter": qd_scatter_figure(qd, width="double", titles=rows, note=note),
         }
-        names = sorted(res.qd_table["dataset"].unique())
+        names = sorted(qd["dataset"].unique())
         fig, ax = figure(width="double", height=2.0, ncols=len(names))
         resid = residual_frame(res.fits)
         for a, ds in zip(ax[0], names, strict=True):
             plot_residuals(resid, dataset=ds, ax=a)
-            a.set_title(ds, fontsize=7)
+            a.set_title(one_line[ds], fontsize=6)
+        fig.suptitle(note.split("; 95% CI")[0], fontsize=6, color="0.3")
         figs["fig_residuals"] = fig
         for stem, f in figs.items():
             if res.parameters.get("score_scale") == "continuous":
@@ -401,8 +492,10 @@ def _save_all(
         written += save_table(
             res.coefficients, "coefficients", out_dir=stage, formats=fmts, provenance=prov
         )
-        for stem in ("uncertainty", "r2", "diagnostics"):
+        for stem in ("uncertainty", "r2", "diagnostics", "pair_model"):
             written += save_table(tables[stem], stem, out_dir=stage, formats=fmts, provenance=prov)
+        if "tex" in fmts:
+            written += _save_latex_table(res, stage, prov)
         if boot is not None:
             written += save_table(boot.draws, "bootstrap_draws", out_dir=stage, provenance=prov)
         if "sensitivity" in tables:
@@ -414,10 +507,44 @@ def _save_all(
     return [out / w.name for w in written]
 
 
-def _report(res: Any, written: list[Path], elapsed_s: float) -> None:
+def _latex_caption(res: Any) -> str:
+    """The settings note of the compact LaTeX table (plain text; escaped when written)."""
+    from ..analysis.regression import CI_METHODS, P_VALUE_CONVENTION
+
+    qd, p = res.qd_table, res.parameters
+    props = "/".join(str(int(k)) for k in sorted(qd["n_proposers"].unique()))
+    return (
+        "Performance ~ alpha z(quality) + beta z(diversity) + gamma, OLS per dataset, "
+        "coefficients in points per SD with 95% intervals "
+        f"({CI_METHODS[res.spec.ci]}); p-values: {P_VALUE_CONVENTION}. Aggregator "
+        f"{', '.join(sorted(map(str, qd['aggregator'].unique())))}; {props} proposers per "
+        f"configuration; quality={p['quality']}; Vendi q={p['vendi_q']}; embeddings "
+        f"{res.embeddings.model}. Indented rows: the paper's Table 4 for the same benchmark "
+        "(+-1.96 x its reported +-)."
+    )
+
+
+def _save_latex_table(res: Any, stage: Path, prov: Any) -> list[Path]:
+    """``coefficients_paper.tex``: the compact alpha/beta/CI/R2 table, with its sidecar."""
+    from ..analysis.export import latex_coefficient_table, save_text
+    from ..analysis.paper import paper_rows
+
+    text = latex_coefficient_table(
+        res.coefficients,
+        caption=_latex_caption(res),
+        labels=dict(res.spec.labels),
+        reference=paper_rows(sorted(res.qd_table["dataset"].unique())),
+    )
+    return save_text(text, "coefficients_paper", ext="tex", out_dir=stage, provenance=prov)
+
+
+def _report(res: Any, tables: dict[str, Any], written: list[Path], elapsed_s: float) -> None:
+    from ..analysis.regression import CI_METHODS
+
     emb, params = res.embeddings, res.parameters
     print(  # noqa: T201  (CLI output)
-        f"Performance ~ z(quality) + z(diversity), OLS per dataset (cov_type={res.spec.cov_type}; "
+        f"Performance ~ z(quality) + z(diversity), OLS per dataset (95% CI and p: "
+        f"{CI_METHODS[res.spec.ci]}; cov_type={res.spec.cov_type}; "
         f"quality={params['quality']}; aggregator={params['aggregator']}; Vendi "
         f"q={params['vendi_q']}; embeddings {emb.model}):"
     )
@@ -427,6 +554,13 @@ def _report(res: Any, written: list[Path], elapsed_s: float) -> None:
             "not accuracies (%)"
         )
     print(_format_summary(res.coefficients))  # noqa: T201
+    print("\nintervals, standardised and in raw units:")  # noqa: T201
+    print(_format_intervals(res.coefficients))  # noqa: T201
+    print(  # noqa: T201
+        "\npair-level model (score of each configuration on each question ~ z(quality) + "
+        "z(diversity) of the pair + question effects; question-clustered 95% CI):"
+    )
+    print(_format_pair_model(tables["pair_model"]))  # noqa: T201
     print(  # noqa: T201
         f"\nembedded {emb.n_embedded} texts ({emb.n_cached} from cache, {emb.n_truncated} "
         f"truncated at {emb.max_seq_length} tokens) in {res.timings['embed_s']:.1f} s; total "
@@ -483,7 +617,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         # published together or not at all, and a failure here fails the command.
         page = write_report(out, outputs=files, warnings=fit_warnings, argv=argv_used)
         written += [page, page.with_suffix(".json")]
-    _report(res, written, time.perf_counter() - t0)
+    _report(res, tables, written, time.perf_counter() - t0)
     return 0
 
 
