@@ -566,6 +566,7 @@ def analyze(
         prep.configs,
         prep.letters,
     )
+    _check_label_ids(spec, rows)
     timings["configs_s"] = time.perf_counter() - t
     t = time.perf_counter()
     emb, embedder = _embed(rows["output"].tolist(), spec, embedder, cache, progress)
@@ -574,7 +575,6 @@ def analyze(
     qd, pairs = _measure(rows, configs, emb, spec, aggregator, letters)
     timings["measure_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    _check_label_ids(spec, qd)
     reg = RegressionSpec(cov_type=ci_cov_type(spec.ci, spec.cov_type), ddof=spec.ddof)
     fits = fit_by(_fit_input(qd, spec.quality), reg, pairs=pairs)
     timings["fit_s"] = time.perf_counter() - t
@@ -606,9 +606,10 @@ def _found(reg: RegressionSpec, prep: _Prepared) -> dict[str, Any]:
     }
 
 
-def _check_label_ids(spec: AnalysisSpec, qd: pd.DataFrame) -> None:
-    """Refuse labels of datasets the analysis does not have (a typo would go unseen)."""
-    have = set(qd["dataset"].astype(str))
+def _check_label_ids(spec: AnalysisSpec, rows: pd.DataFrame) -> None:
+    """Refuse labels of datasets the outputs do not have (a typo would go unseen), before any
+    embedding."""
+    have = set(rows["dataset"].astype(str))
     unknown = sorted(k for k, _ in spec.labels if k not in have)
     if unknown:
         raise ConfigError(
