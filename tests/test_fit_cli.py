@@ -40,6 +40,8 @@ def test_help_documents_every_option(capsys):
         "--cache-dir",
         "--cov-type",
         "--quality",
+        "--ci",
+        "--label",
     ):
         assert opt in out
 

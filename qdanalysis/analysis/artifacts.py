@@ -97,21 +97,33 @@ def fit_tables(
     Returns
     -------
     dict
-        ``uncertainty``, ``r2``, ``diagnostics`` (DataFrames), ``_boot`` and, with
-        ``sensitivity``, ``sensitivity``.
+        ``uncertainty`` (nonrobust, HC3, question-clustered, the spec's covariance and the
+        bootstrap), ``r2``, ``diagnostics``, ``pair_model`` (DataFrames), ``_boot`` (the
+        analysis's own bootstrap under ``ci="bootstrap"``, else one of ``bootstrap`` replicates,
+        or None) and, with ``sensitivity``, ``sensitivity``.
     """
-    from .uncertainty import bootstrap_coefs, diagnostics_table, r2_table, uncertainty_table
+    from .uncertainty import (
+        bootstrap_coefs,
+        diagnostics_table,
+        pair_model_table,
+        r2_table,
+        uncertainty_table,
+    )
 
     spec = res.spec
-    boot = None
-    if bootstrap:
+    boot = res.bootstrap  # the analysis's own, with ci="bootstrap" (the same replicates)
+    if boot is None and bootstrap:
         boot = bootstrap_coefs(res, n_boot=bootstrap, seed=bootstrap_seed, progress=progress)
     fit_table = res.fit_table
-    covs = list(dict.fromkeys(["nonrobust", "HC3", spec.cov_type]))
+    covs = list(dict.fromkeys(["nonrobust", "HC3", "question_cluster", spec.cov_type]))
+    unc = uncertainty_table(
+        fit_table, cov_types=covs, bootstrap=boot, ddof=spec.ddof, pairs=res.pairs
+    )
     tables: dict[str, Any] = {
-        "uncertainty": uncertainty_table(fit_table, cov_types=covs, bootstrap=boot, ddof=spec.ddof),
+        "uncertainty": unc,
         "r2": r2_table(fit_table, ddof=spec.ddof),
         "diagnostics": diagnostics_table(fit_table),
+        "pair_model": pair_model_table(res),
         "_boot": boot,
     }
     if sensitivity:
@@ -147,32 +159,46 @@ def _save_figures(res: Any, unc: Any, stage: Path, prov: Any, width: str) -> lis
     import matplotlib.pyplot as plt
 
     from .export import save_figure
-    from .paper import table4
+    from .paper import paper_rows
     from .plotting import (
         coefficient_figure,
+        dataset_labels,
         figure,
         forest_figure,
         paper_style,
         plot_residuals,
         qd_scatter_figure,
+        settings_note,
     )
+    from .regression import CI_METHODS
     from .uncertainty import residual_frame
 
+    qd, labels = res.qd_table, dict(res.spec.labels)
+    rows, one_line = dataset_labels(qd, labels), dataset_labels(qd, labels, sep="; ")
+    note = settings_note(qd, ci=res.spec.ci)
     written: list[Path] = []
     with paper_style():
         figs = {
             "fig_coefficients": coefficient_figure(
-                res.coefficients, reference=table4(), width=width
+                res.coefficients,
+                reference=paper_rows(sorted(qd["dataset"].unique())),
+                width=width,
+                group_labels=rows,
+                ci_label=f"95% CI: {CI_METHODS[res.spec.ci]}",
+                note=note,
             ),
-            "fig_uncertainty": forest_figure(unc, width="double"),
-            "fig_qd_scatter": qd_scatter_figure(res.qd_table, width="double"),
+            "fig_uncertainty": forest_figure(
+                unc, width="double", group_labels=rows, note=note.split("; 95% CI")[0]
+            ),
+            "fig_qd_scatter": qd_scatter_figure(qd, width="double", titles=rows, note=note),
         }
-        names = sorted(res.qd_table["dataset"].unique())
+        names = sorted(qd["dataset"].unique())
         fig, ax = figure(width="double", height=2.0, ncols=len(names))
         resid = residual_frame(res.fits)
         for a, ds in zip(ax[0], names, strict=True):
             plot_residuals(resid, dataset=ds, ax=a)
-            a.set_title(ds, fontsize=7)
+            a.set_title(one_line[ds], fontsize=6)
+        fig.suptitle(note.split("; 95% CI")[0], fontsize=6, color="0.3")
         figs["fig_residuals"] = fig
         for stem, f in figs.items():
             if res.parameters.get("score_scale") == "continuous":
@@ -180,6 +206,37 @@ def _save_figures(res: Any, unc: Any, stage: Path, prov: Any, width: str) -> lis
             written += save_figure(f, stem, out_dir=stage, provenance=prov)
             plt.close(f)
     return written
+
+
+def _latex_caption(res: Any) -> str:
+    """The settings note of the compact LaTeX table (plain text; escaped when written)."""
+    from .regression import CI_METHODS, P_VALUE_CONVENTION
+
+    qd, p = res.qd_table, res.parameters
+    props = "/".join(str(int(k)) for k in sorted(qd["n_proposers"].unique()))
+    return (
+        "Performance ~ alpha z(quality) + beta z(diversity) + gamma, OLS per dataset, "
+        "coefficients in points per SD with 95% intervals "
+        f"({CI_METHODS[res.spec.ci]}); p-values: {P_VALUE_CONVENTION}. Aggregator "
+        f"{', '.join(sorted(map(str, qd['aggregator'].unique())))}; {props} proposers per "
+        f"configuration; quality={p['quality']}; Vendi q={p['vendi_q']}; embeddings "
+        f"{res.embeddings.model}. Indented rows: the paper's Table 4 for the same benchmark "
+        "(+-1.96 x its reported +-)."
+    )
+
+
+def _save_latex_table(res: Any, stage: Path, prov: Any) -> list[Path]:
+    """``coefficients_paper.tex``: the compact alpha/beta/CI/R2 table, with its sidecar."""
+    from .export import latex_coefficient_table, save_text
+    from .paper import paper_rows
+
+    text = latex_coefficient_table(
+        res.coefficients,
+        caption=_latex_caption(res),
+        labels=dict(res.spec.labels),
+        reference=paper_rows(sorted(res.qd_table["dataset"].unique())),
+    )
+    return save_text(text, "coefficients_paper", ext="tex", out_dir=stage, provenance=prov)
 
 
 def save_fit(
@@ -205,7 +262,8 @@ def save_fit(
     provenance
         The :class:`~qdanalysis.analysis.export.Provenance` of every sidecar.
     formats
-        Formats of the summary tables (``csv``, ``md``, ``tex``).
+        Formats of the summary tables (``csv``, ``md``, ``tex``; ``tex`` also writes
+        ``coefficients_paper.tex``, the compact table with a settings caption).
     figures
         Also write the figures (PDF and PNG).
     width
@@ -230,8 +288,10 @@ def save_fit(
         written += save_table(
             res.coefficients, "coefficients", out_dir=stage, formats=fmts, provenance=prov
         )
-        for stem in ("uncertainty", "r2", "diagnostics"):
+        for stem in ("uncertainty", "r2", "diagnostics", "pair_model"):
             written += save_table(tables[stem], stem, out_dir=stage, formats=fmts, provenance=prov)
+        if "tex" in fmts:
+            written += _save_latex_table(res, stage, prov)
         if boot is not None:
             written += save_table(boot.draws, "bootstrap_draws", out_dir=stage, provenance=prov)
         for stem in ("sensitivity", "win_rates"):  # optional tables, when computed

@@ -17,13 +17,24 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .._hashing import file_sha256
 from .._io import atomic_path, atomic_write
 from ..errors import ConfigError
 
-__all__ = ["Provenance", "library_versions", "save_figure", "save_table"]
+__all__ = [
+    "LATEX_ESCAPES",
+    "Provenance",
+    "format_number",
+    "latex_coefficient_table",
+    "latex_escape",
+    "library_versions",
+    "save_figure",
+    "save_table",
+    "save_text",
+]
 
 _LIBS = (
     "numpy",
@@ -165,8 +176,94 @@ def save_table(
     return written
 
 
-def _fmt_cell(v: Any) -> str:
-    return f"{v:.3f}" if isinstance(v, float) else str(v)
+def save_text(
+    text: str,
+    stem: str,
+    *,
+    ext: str,
+    out_dir: str | Path = "figures",
+    provenance: Provenance,
+) -> list[Path]:
+    """Write ``text`` as ``<out_dir>/<stem>.<ext>`` (atomically) plus its ``<stem>.json`` sidecar.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The file and its sidecar.
+    """
+    path = Path(out_dir) / f"{stem}.{ext}"
+    with atomic_write(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return [path, _write_sidecar(path, provenance, [path])]
+
+
+#: Characters LaTeX treats specially (and a few non-ASCII ones pdflatex cannot typeset) ->
+#: their escaped text; applied in one pass, so an escape is never escaped again.
+LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "α": r"$\alpha$",
+    "β": r"$\beta$",
+    "−": "-",
+    "×": r"$\times$",
+    "²": r"$^2$",
+}
+
+
+def latex_escape(x: Any) -> str:
+    r"""``str(x)`` with every LaTeX special character escaped (see :data:`LATEX_ESCAPES`).
+
+    Examples
+    --------
+    >>> print(latex_escape("a_b & 50% ~ {x} ^ \\"))
+    a\_b \& 50\% \textasciitilde{} \{x\} \textasciicircum{} \textbackslash{}
+    """
+    return "".join(LATEX_ESCAPES.get(ch, ch) for ch in str(x))
+
+
+def format_number(v: Any, *, digits: int = 4) -> str:
+    """A number with ``digits`` significant digits (never ``0.000`` for a small one); other
+    values as ``str``.
+
+    Examples
+    --------
+    >>> format_number(36.744973), format_number(-0.0219059), format_number(7.99e-112)
+    ('36.74', '-0.02191', '7.99e-112')
+    """
+    if isinstance(v, bool | np.bool_) or not isinstance(v, float | np.floating):
+        return str(v)
+    return f"{float(v):.{digits}g}"
+
+
+def _cells(df: pd.DataFrame) -> list[list[str]]:
+    """Each row's cells as text: p-values (a ``p_value`` column) as
+    :func:`~qdanalysis.analysis.regression.format_p` (``< 1/B`` where ``p_floor``), other
+    numbers with four significant digits."""
+    from .regression import format_p
+
+    floors = df["p_floor"].to_numpy() if "p_floor" in df.columns else None
+    out = []
+    for i, row in enumerate(df.itertuples(index=False)):
+        cells = []
+        for col, v in zip(df.columns, row, strict=True):
+            if col == "p_value" and isinstance(v, float | np.floating):
+                cells.append(
+                    format_p(float(v), floor=bool(floors[i]) if floors is not None else False)
+                )
+            else:
+                cells.append(format_number(v))
+        out.append(cells)
+    return out
 
 
 def _markdown(df: pd.DataFrame) -> str:
@@ -176,25 +273,9 @@ def _markdown(df: pd.DataFrame) -> str:
         "| " + " | ".join(cols) + " |",
         "|" + "|".join("---:" if n else ":---" for n in num) + "|",
     ]
-    for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(_fmt_cell(v).replace("|", "\\|") for v in row) + " |")
+    for cells in _cells(df):
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _latex_escape(x: Any) -> str:
-    s = str(x)
-    for a, b in (
-        ("\\", r"\textbackslash{}"),
-        ("&", r"\&"),
-        ("%", r"\%"),
-        ("$", r"\$"),
-        ("#", r"\#"),
-        ("_", r"\_"),
-        ("{", r"\{"),
-        ("}", r"\}"),
-    ):
-        s = s.replace(a, b)
-    return s
 
 
 def _latex_booktabs(df: pd.DataFrame) -> str:
@@ -203,17 +284,11 @@ def _latex_booktabs(df: pd.DataFrame) -> str:
     lines = [
         f"\\begin{{tabular}}{{{align}}}",
         "\\toprule",
-        " & ".join(_latex_escape(c) for c in cols) + " \\\\",
+        " & ".join(latex_escape(c) for c in cols) + " \\\\",
         "\\midrule",
     ]
-    for row in df.itertuples(index=False):
-        cells = []
-        for v in row:
-            if isinstance(v, float):
-                cells.append(f"{v:.3f}")
-            else:
-                cells.append(_latex_escape(v))
-        lines.append(" & ".join(cells) + " \\\\")
+    for cells in _cells(df):
+        lines.append(" & ".join(latex_escape(c) for c in cells) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", ""]
     return "\n".join(lines)
 
@@ -244,3 +319,86 @@ def save_figure(
         written.append(path)
     written.append(_write_sidecar(out / f"{stem}.json", provenance, written))
     return written
+
+
+def _ci_cell(est: float, lo: float, hi: float, digits: int) -> str:
+    """``est [lo, hi]`` with ``digits`` significant digits, minus signs as LaTeX math."""
+    text = f"{format_number(est, digits=digits)} [{format_number(lo, digits=digits)}, "
+    text += f"{format_number(hi, digits=digits)}]"
+    return text.replace("-", "$-$")
+
+
+def latex_coefficient_table(
+    coefs: pd.DataFrame,
+    *,
+    caption: str,
+    labels: Mapping[str, str] | None = None,
+    reference: pd.DataFrame | None = None,
+    label: str = "tab:qd-coefficients",
+    digits: int = 3,
+) -> str:
+    r"""A compact LaTeX table of α, β, α − β with intervals, n and R² per dataset.
+
+    Parameters
+    ----------
+    coefs
+        :func:`~qdanalysis.analysis.regression.coefficient_table` output (``dataset, term,
+        estimate, ci_low, ci_high, n_obs, r2``).
+    caption
+        Plain text (escaped here): what was fitted and how (aggregator, proposers, interval
+        method, p-value convention).
+    labels
+        Dataset id -> human label (escaped); ids without one show the id.
+    reference
+        Published rows to set under their matching dataset: ``dataset`` (ours), ``name``,
+        ``term, estimate, pm`` (a standard error: ±1.96·pm intervals), ``r2`` (e.g.
+        :func:`~qdanalysis.analysis.paper.paper_rows`).
+    label
+        The ``\label`` key.
+    digits
+        Significant digits of every number.
+
+    Returns
+    -------
+    str
+        A ``table`` environment with a booktabs ``tabular`` (needs ``\usepackage{booktabs}``).
+    """
+    labels = labels or {}
+    head = r"Dataset & $n$ & $\alpha$ & $\beta$ & $\alpha-\beta$ & $R^2$ \\"
+    body = []
+    for ds, g in coefs.groupby("dataset", sort=True):
+        t = g.set_index("term")
+        cells = [latex_escape(labels.get(str(ds), ds)), str(int(t["n_obs"].iloc[0]))]
+        for term in ("quality_z", "diversity_z", "quality_z - diversity_z"):
+            r = t.loc[term] if term in t.index else None
+            cells.append(
+                "" if r is None else _ci_cell(r["estimate"], r["ci_low"], r["ci_high"], digits)
+            )
+        cells.append(format_number(float(t["r2"].iloc[0]), digits=digits))
+        body.append(" & ".join(cells) + r" \\")
+        ref = reference[reference["dataset"] == ds] if reference is not None else None
+        if ref is not None and not ref.empty:
+            rt = ref.set_index("term")
+            cells = [latex_escape(str(ref["name"].iloc[0])), ""]
+            for term in ("quality_z", "diversity_z"):
+                e, pm = float(rt.loc[term, "estimate"]), float(rt.loc[term, "pm"])
+                cells.append(_ci_cell(e, e - 1.96 * pm, e + 1.96 * pm, digits))
+            cells += ["", format_number(float(rt["r2"].iloc[0]), digits=digits)]
+            body.append(r"\quad " + " & ".join(cells) + r" \\")
+    return "\n".join(
+        [
+            r"\begin{table}",
+            r"\centering",
+            r"\caption{" + latex_escape(caption) + "}",
+            r"\label{" + latex_escape(label) + "}",
+            r"\begin{tabular}{lrlllr}",
+            r"\toprule",
+            head,
+            r"\midrule",
+            *body,
+            r"\bottomrule",
+            r"\end{tabular}",
+            r"\end{table}",
+            "",
+        ]
+    )

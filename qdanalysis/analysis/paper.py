@@ -12,6 +12,7 @@ Neighbours: :mod:`qdanalysis.analysis.plotting` draws Table 4 beside the toolkit
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,14 @@ from ..errors import ConfigError, DataError
 __all__ = [
     "PAPER_DATASETS",
     "PAPER_ID",
+    "PAPER_MATCH",
     "PAPER_TABLES",
     "TABLE4",
     "TASK_BEST",
     "default_paper_dir",
     "load_paper_table",
+    "paper_match",
+    "paper_rows",
     "parse_multiset",
     "proxy_correlations",
     "proxy_quality",
@@ -59,6 +63,61 @@ def table4() -> pd.DataFrame:
                 {"dataset": ds, "term": term, "estimate": v[key], "pm": v["pm"], "r2": v["r2"]}
             )
     return pd.DataFrame(rows)
+
+
+#: Paper dataset -> lower-case fragments of dataset ids that are the same benchmark.
+PAPER_MATCH = {"MMLU": ("mmlu",), "CRUX": ("cruxeval", "crux"), "MATH": ("math",)}
+
+
+def paper_match(dataset: str) -> str | None:
+    """The paper's dataset (Table 4) that is the same benchmark as ``dataset``, or None.
+
+    Examples
+    --------
+    >>> paper_match("cruxeval-i/codellama-7b-samples"), paper_match("rereading/gsm8k")
+    ('CRUX', None)
+    """
+    low = str(dataset).lower()
+    for name, keys in PAPER_MATCH.items():
+        if any(k in low for k in keys):
+            return name
+    return None
+
+
+def paper_rows(datasets: Sequence[str]) -> pd.DataFrame:
+    """Table 4's rows paired with the datasets they match (:func:`paper_match`).
+
+    Parameters
+    ----------
+    datasets
+        Dataset ids of an analysis.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`table4`'s columns with ``dataset`` the matching id of ``datasets``, plus
+        ``paper_dataset`` and ``name`` (e.g. ``"CRUX (paper, Table 4)"``); datasets without a
+        match get no rows, and paper rows without a matching dataset are left out.
+
+    Examples
+    --------
+    >>> rows = paper_rows(["cruxeval-i/x", "rereading/gsm8k"])
+    >>> rows[["dataset", "paper_dataset", "term"]].values.tolist()
+    [['cruxeval-i/x', 'CRUX', 'quality_z'], ['cruxeval-i/x', 'CRUX', 'diversity_z']]
+    """
+    t4 = table4()
+    out = []
+    for ds in datasets:
+        name = paper_match(ds)
+        if name is None:
+            continue
+        r = t4[t4["dataset"] == name].copy()
+        r["paper_dataset"] = name
+        r["name"] = f"{name} (paper, Table 4)"
+        r["dataset"] = ds
+        out.append(r)
+    cols = [*t4.columns, "paper_dataset", "name"]
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=cols)
 
 
 def default_paper_dir() -> Path:

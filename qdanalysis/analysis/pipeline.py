@@ -36,7 +36,14 @@ from .embeddings import (
     Embeddings,
     default_cache_dir,
 )
-from .regression import COV_TYPES, RegressionSpec
+from .regression import (
+    CI_METHODS,
+    COV_TYPES,
+    DEFAULT_CI,
+    P_VALUE_CONVENTION,
+    RegressionSpec,
+    ci_cov_type,
+)
 
 __all__ = ["Analysis", "AnalysisSpec", "analyze"]
 
@@ -54,6 +61,26 @@ def _check_int(name: str, value: Any, *, low: int | None = None) -> None:
 def _check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
     if value not in choices:
         raise ConfigError(f"AnalysisSpec.{name}: expected one of {list(choices)}; got {value!r}.")
+
+
+def _check_labels(labels: Any) -> tuple[tuple[str, str], ...]:
+    """``((dataset, label), ...)`` sorted by dataset, from a mapping or pairs."""
+    items = labels.items() if isinstance(labels, Mapping) else labels
+    try:
+        pairs = [(k, v) for k, v in items]
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"AnalysisSpec.labels: expected a mapping dataset -> label; got {labels!r}."
+        ) from None
+    for k, v in pairs:
+        if not (isinstance(k, str) and k and isinstance(v, str) and v.strip()):
+            raise ConfigError(
+                f"AnalysisSpec.labels: expected non-empty strings dataset -> label; got "
+                f"{k!r} -> {v!r}."
+            )
+    if len({k for k, _ in pairs}) != len(pairs):
+        raise ConfigError(f"AnalysisSpec.labels: expected one label per dataset; got {pairs!r}.")
+    return tuple(sorted(pairs))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,6 +148,19 @@ class AnalysisSpec:
     aggregator's (``aggregator`` must then be ``"auto"``)."""
     performance_sha256: str | None = None
     """SHA-256 of :attr:`performance`, filled in when None; a given one must match the file."""
+    ci: str = DEFAULT_CI
+    """Intervals and p-values of the headline coefficients (``Analysis.coefficients``, the
+    console, the coefficient figure): ``ols`` (the fit's :attr:`cov_type`), ``hc3``,
+    ``cluster`` (clustered on the questions the configurations share) or ``bootstrap`` (over
+    questions, :attr:`n_boot` replicates); see
+    :data:`~qdanalysis.analysis.regression.CI_METHODS`."""
+    n_boot: int = 1000
+    """Bootstrap replicates per dataset (used by ``ci="bootstrap"``)."""
+    bootstrap_seed: int = 0
+    """Seed of the bootstrap resampling."""
+    labels: tuple[tuple[str, str], ...] = ()
+    """Human labels of datasets for figures and paper tables, ``((dataset, label), ...)``; a
+    mapping is accepted. Datasets without one show their id."""
 
     def __post_init__(self) -> None:
         key = (self.proposer_key,) if isinstance(self.proposer_key, str) else self.proposer_key
@@ -154,6 +194,11 @@ class AnalysisSpec:
         _check_choice("embedding_long_texts", self.embedding_long_texts, LONG_TEXT_MODES)
         object.__setattr__(self, "embedding_devices", tuple(self.embedding_devices))
         _check_choice("cov_type", self.cov_type, COV_TYPES)
+        _check_choice("ci", self.ci, list(CI_METHODS))
+        ci_cov_type(self.ci, self.cov_type)  # refuses ci != "ols" with a robust cov_type
+        _check_int("n_boot", self.n_boot, low=2)
+        _check_int("bootstrap_seed", self.bootstrap_seed)
+        object.__setattr__(self, "labels", _check_labels(self.labels))
         self._check_performance()
 
     def _check_performance(self) -> None:
@@ -186,6 +231,10 @@ class AnalysisSpec:
                 f"{self.performance_sha256!r}, the file's is {sha!r} (it changed since)."
             )
 
+    def label(self, dataset: str) -> str:
+        """The human label of ``dataset`` (its id without one)."""
+        return dict(self.labels).get(dataset, dataset)
+
     @property
     def aggregator_name(self) -> str:
         """The aggregator's name (``"auto"`` until :func:`analyze` resolves it)."""
@@ -198,6 +247,7 @@ class AnalysisSpec:
         d["proposer_key"] = list(self.proposer_key)
         d["embedding_devices"] = list(self.embedding_devices)
         d["vendi_q"] = "inf" if math.isinf(self.vendi_q) else self.vendi_q
+        d["labels"] = dict(self.labels)
         return d
 
     @classmethod
@@ -252,6 +302,9 @@ class Analysis:
     :class:`~qdanalysis.errors.StatisticalWarning` by :func:`analyze`)."""
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds per stage."""
+    bootstrap: Any = None
+    """The :class:`~qdanalysis.analysis.uncertainty.BootstrapResult` behind the coefficients
+    when ``spec.ci == "bootstrap"``, else None."""
 
     @property
     def fit_table(self) -> pd.DataFrame:
@@ -555,6 +608,7 @@ def analyze(
         prep.configs,
         prep.letters,
     )
+    _check_label_ids(spec, rows)
     timings["configs_s"] = time.perf_counter() - t
     t = time.perf_counter()
     emb, embedder = _embed(rows["output"].tolist(), spec, embedder, cache, progress)
@@ -563,17 +617,11 @@ def analyze(
     qd, pairs = _measure(rows, configs, emb, spec, aggregator, letters)
     timings["measure_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    reg = RegressionSpec(cov_type=spec.cov_type, ddof=spec.ddof)
-    fits = fit_by(_fit_input(qd, spec.quality), reg)
+    reg = RegressionSpec(cov_type=ci_cov_type(spec.ci, spec.cov_type), ddof=spec.ddof)
+    fits = fit_by(_fit_input(qd, spec.quality), reg, pairs=pairs)
     timings["fit_s"] = time.perf_counter() - t
-    extra = {
-        "formula": reg.formula,
-        "letters": letters,
-        "n_configs": {ds: len(c) for ds, c in configs.items()},
-        "score_scale": prep.score_scale,
-        "ceiling_warnings": _ceiling_warnings(qd),
-    }
-    return Analysis(
+    extra = {**_found(reg, prep), "ceiling_warnings": _ceiling_warnings(qd)}
+    res = Analysis(
         spec=spec,
         aggregator=aggregator,
         qd_table=qd,
@@ -584,4 +632,50 @@ def analyze(
         embeddings=emb,
         parameters=_parameters(spec, emb, embedder, extra),
         timings=timings,
+    )
+    return _with_ci(res, progress)
+
+
+def _found(reg: RegressionSpec, prep: _Prepared) -> dict[str, Any]:
+    """What the run settled, for sidecars (beside the spec)."""
+    return {
+        "formula": reg.formula,
+        "letters": prep.letters,
+        "n_configs": {ds: len(c) for ds, c in prep.configs.items()},
+        "score_scale": prep.score_scale,
+        "ci_method": CI_METHODS[prep.spec.ci],
+        "p_value_convention": P_VALUE_CONVENTION,
+    }
+
+
+def _check_label_ids(spec: AnalysisSpec, rows: pd.DataFrame) -> None:
+    """Refuse labels of datasets the outputs do not have (a typo would go unseen), before any
+    embedding."""
+    have = set(rows["dataset"].astype(str))
+    unknown = sorted(k for k, _ in spec.labels if k not in have)
+    if unknown:
+        raise ConfigError(
+            f"AnalysisSpec.labels: expected datasets from {sorted(have)}; got unknown "
+            f"{unknown}. Fix the dataset ids of the labels."
+        )
+
+
+def _with_ci(res: Analysis, progress: bool) -> Analysis:
+    """The analysis with the ``ci`` column, and the bootstrap's inference for ``bootstrap``."""
+    coefs = res.coefficients.assign(ci=res.spec.ci)
+    if res.spec.ci != "bootstrap":
+        return replace(res, coefficients=coefs)
+    from .uncertainty import bootstrap_coefficients, bootstrap_coefs
+
+    t = time.perf_counter()
+    boot = bootstrap_coefs(
+        res, n_boot=res.spec.n_boot, seed=res.spec.bootstrap_seed, progress=progress
+    )
+    res.timings["bootstrap_s"] = time.perf_counter() - t
+    params = {**res.parameters, "bootstrap": boot.parameters}
+    return replace(
+        res,
+        coefficients=bootstrap_coefficients(coefs, boot),
+        bootstrap=boot,
+        parameters=params,
     )

@@ -24,6 +24,7 @@ __all__ = [
     "OKABE_ITO",
     "TERM_LABELS",
     "coefficient_figure",
+    "dataset_labels",
     "figure",
     "forest_figure",
     "paper_style",
@@ -33,6 +34,7 @@ __all__ = [
     "plot_residuals",
     "plot_scaling",
     "qd_scatter_figure",
+    "settings_note",
 ]
 
 #: Figure widths in inches for single- and double-column layouts.
@@ -87,16 +89,31 @@ def _coefficient_rows(
     *,
     by: str,
     reference_label: str,
+    group_labels: Mapping[str, str],
 ) -> list[tuple[str, pd.DataFrame, bool]]:
-    """``(label, rows, is_reference)`` per plotted row: the groups, then the reference's groups."""
-    rows = [(g, coefs[coefs[by] == g], False) for g in groups]
-    if reference is not None:
+    """``(label, rows, is_reference)`` per plotted row.
+
+    A reference with a ``name`` column (:func:`~qdanalysis.analysis.paper.paper_rows`) is
+    paired: its rows sit right under the group they match. Without one, the reference's groups
+    follow all groups.
+    """
+    rows = []
+    for g in groups:
+        rows.append((group_labels.get(g, g), coefs[coefs[by] == g], False))
+        if reference is not None and "name" in reference.columns:
+            r = reference[reference[by] == g]
+            if not r.empty:
+                rows.append((str(r["name"].iloc[0]), _reference_ci(r), True))
+    if reference is not None and "name" not in reference.columns:
         for g in dict.fromkeys(reference[by].tolist()):
-            r = reference[reference[by] == g].copy()
-            r["ci_low"] = r["estimate"] - 1.96 * r["pm"]
-            r["ci_high"] = r["estimate"] + 1.96 * r["pm"]
+            r = _reference_ci(reference[reference[by] == g])
             rows.append((f"{g} ({reference_label})", r, True))
     return rows
+
+
+def _reference_ci(r: pd.DataFrame) -> pd.DataFrame:
+    """Published rows with ±1.96·pm intervals (pm a standard error)."""
+    return r.assign(ci_low=r["estimate"] - 1.96 * r["pm"], ci_high=r["estimate"] + 1.96 * r["pm"])
 
 
 def _coefficient_marker(
@@ -120,50 +137,14 @@ def _coefficient_marker(
     )
 
 
-def plot_coefficients(
-    coefs: pd.DataFrame,
-    *,
-    terms: Sequence[str] = ("quality_z", "diversity_z"),
-    reference: pd.DataFrame | None = None,
-    reference_label: str = "paper",
-    by: str = "dataset",
-    labels: Mapping[str, str] = TERM_LABELS,
-    ax: Any = None,
-) -> Any:
-    """Forest plot of standardised coefficients with confidence intervals, groups side by side.
-
-    Parameters
-    ----------
-    coefs
-        Tidy coefficients with columns ``<by>, term, estimate, ci_low, ci_high``.
-    terms
-        Terms to draw, each in its own colour.
-    reference
-        Optional published values with ``<by>, term, estimate`` and ``pm`` (a standard error):
-        drawn as hollow markers with ±1.96·pm bars, in rows labelled ``"<group> (paper)"``.
-    reference_label
-        Suffix for reference rows.
-    by
-        Grouping column (one row block per group).
-    labels
-        Legend labels per term.
-    ax
-        Axes to draw on (default: current axes).
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        Rows are groups (top to bottom in the order given, then the reference), x is the
-        coefficient in outcome units per SD; a dashed line marks zero.
-    """
-    ax = _ax(ax)
-    need = {by, "term", "estimate", "ci_low", "ci_high"}
-    if not need <= set(coefs.columns):
-        raise ConfigError(
-            f"plot_coefficients: expected columns {sorted(need)}; got {list(coefs.columns)}."
-        )
-    groups = list(dict.fromkeys(coefs[by].tolist()))
-    rows = _coefficient_rows(coefs, groups, reference, by=by, reference_label=reference_label)
+def _coefficient_markers(
+    ax: Any,
+    rows: Sequence[tuple[str, pd.DataFrame, bool]],
+    terms: Sequence[str],
+    labels: Mapping[str, str],
+    reference_label: str,
+) -> None:
+    """Every row's markers, top to bottom, terms offset within a row; one legend entry each."""
     offsets = np.linspace(0.15, -0.15, len(terms)) if len(terms) > 1 else np.zeros(1)
     n = len(rows)
     seen: set[str] = set()
@@ -178,13 +159,76 @@ def plot_coefficients(
                 label = labels.get(term, term) + (f", {reference_label}" if is_ref else "")
                 seen.add(key)
             _coefficient_marker(ax, r, n - 1 - i + off, term=term, is_ref=is_ref, label=label)
-    if reference is not None and groups:
+
+
+def plot_coefficients(
+    coefs: pd.DataFrame,
+    *,
+    terms: Sequence[str] = ("quality_z", "diversity_z"),
+    reference: pd.DataFrame | None = None,
+    reference_label: str = "paper",
+    by: str = "dataset",
+    labels: Mapping[str, str] = TERM_LABELS,
+    group_labels: Mapping[str, str] | None = None,
+    ci_label: str = "95% CI",
+    ax: Any = None,
+) -> Any:
+    """Forest plot of standardised coefficients with confidence intervals, groups side by side.
+
+    Parameters
+    ----------
+    coefs
+        Tidy coefficients with columns ``<by>, term, estimate, ci_low, ci_high``.
+    terms
+        Terms to draw, each in its own colour.
+    reference
+        Optional published values with ``<by>, term, estimate`` and ``pm`` (a standard error):
+        drawn as hollow markers with ±1.96·pm bars. With a ``name`` column (see
+        :func:`~qdanalysis.analysis.paper.paper_rows`) each sits, so named, right under the
+        group of the same ``<by>``; else in rows labelled ``"<group> (paper)"`` after all groups.
+    reference_label
+        Suffix for reference rows.
+    by
+        Grouping column (one row block per group).
+    labels
+        Legend labels per term.
+    group_labels
+        Row labels per group (e.g. :func:`dataset_labels`); groups without one show their id.
+    ci_label
+        What the bars are, for the x-axis label (e.g. ``"95% CI, question-clustered"``).
+    ax
+        Axes to draw on (default: current axes).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        Rows are groups (top to bottom in the order given, references paired or after them),
+        x is the coefficient in outcome units per SD; a dashed line marks zero.
+    """
+    ax = _ax(ax)
+    need = {by, "term", "estimate", "ci_low", "ci_high"}
+    if not need <= set(coefs.columns):
+        raise ConfigError(
+            f"plot_coefficients: expected columns {sorted(need)}; got {list(coefs.columns)}."
+        )
+    groups = list(dict.fromkeys(coefs[by].tolist()))
+    rows = _coefficient_rows(
+        coefs,
+        groups,
+        reference,
+        by=by,
+        reference_label=reference_label,
+        group_labels=group_labels or {},
+    )
+    _coefficient_markers(ax, rows, terms, labels, reference_label)
+    n = len(rows)
+    if reference is not None and groups and "name" not in reference.columns:
         ax.axhline(n - len(groups) - 0.5, color="0.7", lw=0.5)
     ax.axvline(0, color="0.4", lw=0.6, ls="--")
     ax.set_yticks(range(n))
     ax.set_yticklabels([r[0] for r in rows][::-1])
     ax.set_ylim(-0.6, n - 0.4)
-    ax.set_xlabel("coefficient (accuracy points per SD), 95% CI")
+    ax.set_xlabel(f"coefficient (accuracy points per SD), {ci_label}")
     ax.legend(
         loc="upper center",
         bbox_to_anchor=(0.5, -0.12 - 0.5 / max(n, 1)),
@@ -202,8 +246,12 @@ def coefficient_figure(
     reference: pd.DataFrame | None = None,
     width: str | float = "single",
     title: str | None = None,
+    group_labels: Mapping[str, str] | None = None,
+    ci_label: str = "95% CI",
+    note: str | None = None,
 ) -> Any:
-    """A ready-to-save figure holding :func:`plot_coefficients`."""
+    """A ready-to-save figure holding :func:`plot_coefficients`; ``note`` (e.g.
+    :func:`settings_note`) is printed above the axes."""
     import matplotlib.pyplot as plt
 
     w = COLUMN_WIDTHS.get(width, width) if isinstance(width, str) else float(width)
@@ -213,7 +261,9 @@ def coefficient_figure(
         reference["dataset"].nunique() if reference is not None else 0
     )
     fig, ax = plt.subplots(figsize=(w, 1.1 + 0.45 * n), layout="constrained")
-    plot_coefficients(coefs, reference=reference, ax=ax)
+    plot_coefficients(
+        coefs, reference=reference, group_labels=group_labels, ci_label=ci_label, ax=ax
+    )
     # One legend under the axes, placed by the layout engine (no gap, no overlap).
     handles, labels = ax.get_legend_handles_labels()
     cast("Legend", ax.get_legend()).remove()  # plot_coefficients always draws one
@@ -228,7 +278,48 @@ def coefficient_figure(
     )
     if title:
         ax.set_title(title)
+    if note:
+        fig.suptitle(note, fontsize=5.5, color="0.3")
     return fig
+
+
+def dataset_labels(
+    qd_table: pd.DataFrame, labels: Mapping[str, str] | None = None, *, sep: str = "\n"
+) -> dict[str, str]:
+    """Dataset id -> ``"<label><sep>n = C configs × Q questions"`` for figure rows and titles.
+
+    ``labels`` maps ids to human labels (ids without one show the id); Q is the most questions
+    any configuration of the dataset was measured on (``n_questions``).
+
+    Examples
+    --------
+    >>> qd = pd.DataFrame({"dataset": ["a", "a"], "n_questions": [20, 19]})
+    >>> dataset_labels(qd, {"a": "GSM8K"}, sep="; ")
+    {'a': 'GSM8K; n = 2 configs × 20 questions'}
+    """
+    labels = labels or {}
+    out = {}
+    for ds, g in qd_table.groupby("dataset", sort=True):
+        nq = f" × {int(g['n_questions'].max())} questions" if "n_questions" in g.columns else ""
+        out[str(ds)] = f"{labels.get(str(ds), ds)}{sep}n = {len(g)} configs{nq}"
+    return out
+
+
+def settings_note(qd_table: pd.DataFrame, *, ci: str) -> str:
+    """One line of what every figure must state: aggregator, proposers per configuration and
+    interval method (:data:`~qdanalysis.analysis.regression.CI_METHODS`).
+
+    Examples
+    --------
+    >>> qd = pd.DataFrame({"aggregator": ["plurality_vote"], "n_proposers": [6]})
+    >>> settings_note(qd, ci="cluster")
+    'aggregator: plurality_vote; 6 proposers per configuration; 95% CI: question-clustered (CR1)'
+    """
+    from .regression import CI_METHODS
+
+    aggs = ", ".join(sorted(map(str, qd_table["aggregator"].unique())))
+    props = "/".join(str(int(k)) for k in sorted(qd_table["n_proposers"].unique()))
+    return f"aggregator: {aggs}; {props} proposers per configuration; 95% CI: {CI_METHODS[ci]}"
 
 
 def plot_qd_scatter(
@@ -306,8 +397,15 @@ def _marker_legend(ax: Any, names: Sequence[str], *, title: str) -> None:
     )
 
 
-def qd_scatter_figure(qd_table: pd.DataFrame, *, width: str | float = "double") -> Any:
-    """One :func:`plot_qd_scatter` panel per dataset, side by side (up to 3 per row)."""
+def qd_scatter_figure(
+    qd_table: pd.DataFrame,
+    *,
+    width: str | float = "double",
+    titles: Mapping[str, str] | None = None,
+    note: str | None = None,
+) -> Any:
+    """One :func:`plot_qd_scatter` panel per dataset, side by side (up to 3 per row), titled
+    by ``titles`` (e.g. :func:`dataset_labels`; default the ids); ``note`` above the panels."""
     import matplotlib.pyplot as plt
 
     w = COLUMN_WIDTHS[width] if isinstance(width, str) else float(width)
@@ -319,9 +417,11 @@ def qd_scatter_figure(qd_table: pd.DataFrame, *, width: str | float = "double") 
     )
     for a, d in zip(axes.ravel(), ds, strict=False):
         plot_qd_scatter(qd_table[qd_table["dataset"] == d], ax=a)
-        a.set_title(d)
+        a.set_title((titles or {}).get(d, d))
     for a in axes.ravel()[len(ds) :]:
         a.set_visible(False)
+    if note:
+        fig.suptitle(note, fontsize=6, color="0.3")
     return fig
 
 
@@ -359,6 +459,7 @@ def plot_forest(
     group: str = "dataset",
     variant: str = "method",
     variant_order: Sequence[str] | None = None,
+    group_labels: Mapping[str, str] | None = None,
     ax: Any = None,
 ) -> Any:
     """Forest plot of one term: rows are groups, variants (estimators, measures) side by side.
@@ -374,6 +475,8 @@ def plot_forest(
         Row-block and within-block columns; each variant gets an Okabe–Ito colour and marker.
     variant_order
         Variants top to bottom within a block (default: order of appearance).
+    group_labels
+        Row labels per group (default: the group values).
     ax
         Axes (default: current).
 
@@ -421,7 +524,7 @@ def plot_forest(
         )
     ax.axvline(0, color="0.4", lw=0.6, ls="--")
     ax.set_yticks(range(len(groups)))
-    ax.set_yticklabels(groups[::-1])
+    ax.set_yticklabels([(group_labels or {}).get(g, g) for g in groups][::-1])
     ax.set_ylim(-0.6, len(groups) - 0.4)
     ax.set_title(FOREST_TERMS.get(term, term))
     return ax
@@ -436,8 +539,11 @@ def forest_figure(
     variant_order: Sequence[str] | None = None,
     width: str | float = "double",
     xlabel: str = "accuracy points per SD (95% CI)",
+    group_labels: Mapping[str, str] | None = None,
+    note: str | None = None,
 ) -> Any:
-    """One :func:`plot_forest` panel per term, sharing rows and a legend below."""
+    """One :func:`plot_forest` panel per term, sharing rows and a legend below; rows labelled
+    by ``group_labels``, ``note`` above the panels."""
     import matplotlib.pyplot as plt
 
     n_groups = table[group].nunique()
@@ -449,10 +555,9 @@ def forest_figure(
         squeeze=False,
         layout="constrained",
     )
+    opts: dict[str, Any] = {"group": group, "variant": variant, "variant_order": variant_order}
     for a, term in zip(axes[0], terms, strict=True):
-        plot_forest(
-            table, term=term, group=group, variant=variant, variant_order=variant_order, ax=a
-        )
+        plot_forest(table, term=term, group_labels=group_labels, ax=a, **opts)
         a.set_xlabel(xlabel if a is axes[0][len(terms) // 2] else "")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(
@@ -464,6 +569,8 @@ def forest_figure(
         handletextpad=0.3,
         columnspacing=1.0,
     )
+    if note:
+        fig.suptitle(note, fontsize=6, color="0.3")
     return fig
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from ..errors import ConfigError, DataError, StatisticalWarning
 from .pipeline import Analysis, AnalysisSpec
@@ -32,10 +32,16 @@ from .regression import COLLINEARITY_THRESHOLD, RegressionSpec, compare_terms, f
 __all__ = [
     "BOOT_TERMS",
     "DEFAULT_LEVEL",
+    "PAIR_MODEL",
+    "RAW_TERMS",
     "BootstrapResult",
+    "bootstrap_coefficients",
     "bootstrap_coefs",
+    "bootstrap_p_value",
     "diagnostics_table",
+    "fit_pair_model",
     "pair_matrices",
+    "pair_model_table",
     "question_weights",
     "r2_table",
     "residual_frame",
@@ -47,6 +53,8 @@ DEFAULT_LEVEL = 0.95
 
 #: Quantities the bootstrap reports, in order.
 BOOT_TERMS = ("quality_z", "diversity_z", "quality_z - diversity_z", "r2")
+#: Raw-unit slopes the bootstrap also draws (points per quality point, per Vendi unit).
+RAW_TERMS = {"quality_z": "quality_raw", "diversity_z": "diversity_raw"}
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -119,21 +127,26 @@ def _weighted_means(
 def _weighted_fits(
     mats: Mapping[str, NDArray[np.float64]], W: NDArray[np.float64], *, ddof: int
 ) -> NDArray[np.float64]:
-    """Refit ``100·t ~ z(q) + z(d)`` for each weight row: ``(B, 4)`` α, β, α − β, R²."""
+    """Refit ``100·t ~ z(q) + z(d)`` for each weight row: ``(B, 6)`` α, β, α − β, R² and the
+    raw-unit slopes α / SD(100·q) (points per quality point), β / SD(d) (per Vendi unit)."""
     q, d, t, keep = _weighted_means(mats, W)
     nk = keep.sum(axis=1, keepdims=True)
 
-    def z(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    def sd(x: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         mu = (x * keep).sum(axis=1, keepdims=True) / nk
         var = (((x - mu) ** 2) * keep).sum(axis=1, keepdims=True) / (nk - ddof)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.asarray((x - mu) / np.sqrt(var) * keep)
+        return mu, np.sqrt(var)
 
-    X = np.stack([keep, z(q), z(d)], axis=2)  # (B, C, 3), rows of dropped configurations zero
+    def z(x: NDArray[np.float64], mu: NDArray[np.float64], s: NDArray[np.float64]) -> Any:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.asarray((x - mu) / s * keep)
+
+    (mq, sq), (md, sdd) = sd(q), sd(d)
+    X = np.stack([keep, z(q, mq, sq), z(d, md, sdd)], axis=2)  # (B, C, 3); dropped rows zero
     y = t * keep
     XtX = np.einsum("bci,bcj->bij", X, X)
     Xty = np.einsum("bci,bc->bi", X, y)
-    out = np.full((W.shape[0], 4), np.nan)
+    out = np.full((W.shape[0], 6), np.nan)
     ok = np.isfinite(XtX).all(axis=(1, 2)) & (np.abs(np.linalg.det(XtX)) > 1e-12)
     beta = np.linalg.solve(XtX[ok], Xty[ok][..., None])[..., 0]
     resid = (y[ok] - np.einsum("bci,bi->bc", X[ok], beta)) * keep[ok]
@@ -143,6 +156,8 @@ def _weighted_fits(
     out[ok, 1] = beta[:, 2]
     out[ok, 2] = beta[:, 1] - beta[:, 2]
     out[ok, 3] = 1.0 - (resid**2).sum(axis=1) / sst
+    out[ok, 4] = beta[:, 1] / (100.0 * sq[ok, 0])
+    out[ok, 5] = beta[:, 2] / sdd[ok, 0]
     return out
 
 
@@ -152,42 +167,86 @@ class BootstrapResult:
 
     draws: pd.DataFrame
     """One row per (dataset, replicate): ``dataset, draw, quality_z, diversity_z,
-    quality_z - diversity_z, r2``."""
+    quality_z - diversity_z, r2, quality_raw, diversity_raw``."""
     summary: pd.DataFrame
     """One row per (dataset, term of :data:`BOOT_TERMS`): ``dataset, term, estimate`` (full
     sample), ``boot_mean, std_error`` (SD of the replicates), ``ci_low, ci_high`` (percentile),
-    ``p_value`` (two-sided, share of replicates on the other side of 0, doubled; NaN for r2),
-    ``n_boot, n_valid, seed, level``."""
+    ``p_value`` (two-sided: the share of replicates on the other side of 0, doubled, and never
+    below its Monte-Carlo floor 1/n_valid; NaN for r2), ``p_floor`` (True where the share was
+    below 1/n_valid, so p < p_value: no replicate crossed 0), ``n_boot, n_valid, seed, level``,
+    and for α and β their raw-unit ``estimate_raw, std_error_raw, ci_low_raw, ci_high_raw``
+    (percentiles of the replicates' raw slopes; NaN on the other rows)."""
     parameters: dict[str, Any]
     """``n_boot, seed, ddof, level, resample``: for sidecars."""
+
+
+def bootstrap_p_value(values: ArrayLike) -> tuple[float, bool]:
+    """Two-sided bootstrap p-value of "the quantity is 0", with its Monte-Carlo floor.
+
+    p = 2·min(share ≤ 0, share ≥ 0) of the finite replicates, capped at 1. B replicates cannot
+    resolve a p below 1/B: when fewer replicates than that crossed 0, the p-value is reported as
+    1/B with ``floor=True`` (read: p < 1/B), never as 0.
+
+    Returns
+    -------
+    p_value : float
+        NaN without finite replicates.
+    floor : bool
+        True when ``p_value`` is the floor 1/B (an upper bound).
+
+    Examples
+    --------
+    >>> bootstrap_p_value([1.0, 2.0, 3.0, 4.0])
+    (0.25, True)
+    >>> bootstrap_p_value([-1.0, 1.0, 2.0, 3.0])
+    (0.5, False)
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return math.nan, False
+    p = min(1.0, 2 * min(float((v <= 0).mean()), float((v >= 0).mean())))
+    floor = 1.0 / v.size
+    return (floor, True) if p < floor else (p, False)
+
+
+def _interval(v: NDArray[np.float64], level: float) -> dict[str, float]:
+    """SD and percentile interval of the finite replicates ``v``."""
+    lo, hi = (1 - level) / 2, (1 + level) / 2
+    return {
+        "std_error": float(v.std(ddof=1)) if v.size > 1 else math.nan,
+        "ci_low": float(np.quantile(v, lo)) if v.size else math.nan,
+        "ci_high": float(np.quantile(v, hi)) if v.size else math.nan,
+    }
 
 
 def _summary_rows(
     ds: str, R: NDArray[np.float64], full: NDArray[np.float64], *, seed: int, level: float
 ) -> list[dict[str, Any]]:
-    lo, hi = (1 - level) / 2, (1 + level) / 2
     rows = []
+    raw_col = {t: len(BOOT_TERMS) + i for i, t in enumerate(RAW_TERMS)}
     for j, term in enumerate(BOOT_TERMS):
         v = R[:, j][np.isfinite(R[:, j])]
-        p = math.nan
-        if term != "r2" and v.size:
-            p = min(1.0, 2 * min(float((v <= 0).mean()), float((v >= 0).mean())))
-        rows.append(
-            {
-                "dataset": ds,
-                "term": term,
-                "estimate": float(full[j]),
-                "boot_mean": float(v.mean()) if v.size else math.nan,
-                "std_error": float(v.std(ddof=1)) if v.size > 1 else math.nan,
-                "ci_low": float(np.quantile(v, lo)) if v.size else math.nan,
-                "ci_high": float(np.quantile(v, hi)) if v.size else math.nan,
-                "p_value": p,
-                "n_boot": R.shape[0],
-                "n_valid": int(v.size),
-                "seed": seed,
-                "level": level,
-            }
-        )
+        p, floor = bootstrap_p_value(v) if term != "r2" else (math.nan, False)
+        row = {
+            "dataset": ds,
+            "term": term,
+            "estimate": float(full[j]),
+            "boot_mean": float(v.mean()) if v.size else math.nan,
+            **_interval(v, level),
+            "p_value": p,
+            "p_floor": floor,
+            "n_boot": R.shape[0],
+            "n_valid": int(v.size),
+            "seed": seed,
+            "level": level,
+        }
+        k = raw_col.get(term)
+        vr = R[:, k][np.isfinite(R[:, k])] if k is not None else np.empty(0)
+        raw = _interval(vr, level) if k is not None else dict.fromkeys(_interval(vr, level))
+        row["estimate_raw"] = float(full[k]) if k is not None else math.nan
+        row.update({f"{key}_raw": (math.nan if x is None else x) for key, x in raw.items()})
+        rows.append(row)
     return rows
 
 
@@ -238,7 +297,7 @@ def _bootstrap_fits(
 
 def _draw_frame(ds: str, R: NDArray[np.float64]) -> pd.DataFrame:
     """One dataset's replicates as rows ``dataset, draw`` and the :data:`BOOT_TERMS`."""
-    df = pd.DataFrame(R, columns=list(BOOT_TERMS))
+    df = pd.DataFrame(R, columns=[*BOOT_TERMS, *RAW_TERMS.values()])
     df.insert(0, "draw", np.arange(R.shape[0]))
     df.insert(0, "dataset", ds)
     return df
@@ -328,12 +387,71 @@ def bootstrap_coefs(
 # --------------------------------------------------------------------------- tables
 
 
-def _fit_quiet(df: pd.DataFrame, spec: RegressionSpec) -> tuple[Any, list[str]]:
+def bootstrap_coefficients(coefs: pd.DataFrame, bootstrap: BootstrapResult) -> pd.DataFrame:
+    """The coefficient table with the bootstrap's inference in place of the fit's.
+
+    Parameters
+    ----------
+    coefs
+        :func:`~qdanalysis.analysis.regression.coefficient_table` output of the analysis whose
+        pair table was bootstrapped.
+    bootstrap
+        :func:`bootstrap_coefs` result.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The same rows and columns plus ``p_floor``; for α, β and α − β: ``std_error`` (SD of the
+        replicates), ``ci_low, ci_high`` (percentile), ``p_value`` (Monte-Carlo, floored at
+        1/B), raw-unit interval columns from the replicates' raw slopes, ``statistic`` and
+        ``df_inference`` NaN, ``cov_type`` ``"bootstrap"``. The bootstrap does not draw the
+        intercept: its inference columns are NaN. Estimates stay the full-sample OLS.
+    """
+    out = coefs.copy()
+    out["p_floor"] = False
+    summ = bootstrap.summary.set_index(["dataset", "term"])
+    inference = ["std_error", "statistic", "p_value", "ci_low", "ci_high"]
+    raw = ["std_error_raw", "ci_low_raw", "ci_high_raw"]
+    for i, r in out.iterrows():
+        key = (r["dataset"], r["term"])
+        out.loc[i, inference + raw + ["df_inference"]] = math.nan
+        if key in summ.index:
+            b = summ.loc[key]
+            for col in ("std_error", "p_value", "ci_low", "ci_high", "p_floor", *raw):
+                out.loc[i, col] = b[col]
+    out["cov_type"] = "bootstrap"
+    return out
+
+
+def _fit_quiet(
+    df: pd.DataFrame, spec: RegressionSpec, *, pairs: pd.DataFrame | None = None
+) -> tuple[Any, list[str]]:
     """Fit, returning the warnings (ours and statsmodels', e.g. rank deficiency) as messages."""
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
-        res = fit_ols(df, spec)
+        res = fit_ols(df, spec, pairs=pairs)
     return res, [str(w.message) for w in rec]
+
+
+_UNC_COLUMNS = ("estimate", "std_error", "ci_low", "ci_high", "p_value")
+_TERM_ORDER = {"quality_z": 0, "diversity_z": 1, "quality_z - diversity_z": 2}
+
+
+def _cov_rows(ds: Any, res: Any, cov: str) -> list[dict[str, Any]]:
+    """α, β and the Wald test of α = β of one fit, as :func:`uncertainty_table` rows."""
+    c = res.coefs.set_index("term")
+    w = compare_terms(res).iloc[0]
+    rows = [{"term": t, **{k: c.loc[t, k] for k in _UNC_COLUMNS}} for t in RAW_TERMS]
+    rows.append({"term": "quality_z - diversity_z", **{k: w[k] for k in _UNC_COLUMNS}})
+    extra = {
+        "dataset": ds,
+        "method": cov,
+        "df": res.stats["df_inference"],
+        "p_floor": False,
+        "n_obs": res.stats["n_obs"],
+        "r2": res.stats["r2"],
+    }
+    return [{**extra, **r} for r in rows]
 
 
 def uncertainty_table(
@@ -343,6 +461,7 @@ def uncertainty_table(
     bootstrap: BootstrapResult | None = None,
     ddof: int = AnalysisSpec.ddof,
     level: float = DEFAULT_LEVEL,
+    pairs: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """α, β and α − β per dataset under several covariance estimators and the bootstrap.
 
@@ -351,64 +470,162 @@ def uncertainty_table(
     qd_table
         The QD table (one row per configuration; ``dataset, quality, diversity, performance``).
     cov_types
-        statsmodels covariance types; ``"nonrobust"`` is the paper's plain OLS.
+        statsmodels covariance types; ``"nonrobust"`` is the paper's plain OLS;
+        ``"question_cluster"`` (clustered on questions) needs ``pairs``.
     bootstrap
         Optional :func:`bootstrap_coefs` result to add as ``method = "bootstrap"`` rows.
+    ddof, level
+        z-score degrees of freedom and confidence level.
+    pairs
+        The pair table (for ``question_cluster``); with it, ``question_cluster`` rows are
+        added when ``cov_types`` lacks them.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``dataset, term (quality_z, diversity_z, quality_z - diversity_z), method, estimate,
+        std_error, ci_low, ci_high, p_value, df`` (degrees of freedom of the t-based p-value
+        and interval; NaN for the bootstrap), ``p_floor`` (bootstrap p at its floor 1/B: read
+        p < p_value), ``n_obs, r2``. Rows for ``quality_z - diversity_z`` are the Wald test of
+        α = β under that covariance. Every analytic p-value follows
+        :data:`~qdanalysis.analysis.regression.P_VALUE_CONVENTION`.
+    """
+    covs = list(cov_types)
+    if pairs is not None and "question_cluster" not in covs:
+        covs.append("question_cluster")
+    rows = []
+    for ds, g in qd_table.groupby("dataset", sort=True):
+        p = None if pairs is None else pairs[pairs["dataset"] == ds]
+        for cov in covs:
+            spec = RegressionSpec(cov_type=cov, ddof=ddof, alpha=1 - level)
+            res, _ = _fit_quiet(g, spec, pairs=p)
+            rows += _cov_rows(ds, res, cov)
+    out = pd.DataFrame(rows)
+    if bootstrap is not None:
+        b = bootstrap.summary[bootstrap.summary["term"] != "r2"].copy()
+        b["method"] = "bootstrap"
+        b["df"] = math.nan
+        b = b.merge(
+            out.drop_duplicates("dataset")[["dataset", "n_obs", "r2"]], on="dataset", how="left"
+        )
+        out = pd.concat([out, b[out.columns]], ignore_index=True)
+    cols = ["dataset", "term", "method", *_UNC_COLUMNS, "df", "p_floor", "n_obs", "r2"]
+    out = out[cols].assign(_o=out["term"].map(_TERM_ORDER))
+    return (
+        out.sort_values(["dataset", "_o"], kind="stable").drop(columns="_o").reset_index(drop=True)
+    )
+
+
+#: What :func:`pair_model_table` fits, for tables and sidecars.
+PAIR_MODEL = (
+    "100 x performance of (configuration, question) ~ z(quality) + z(diversity) of the pair + "
+    "question fixed effects, OLS; question-clustered CR1 errors, t with G - 1 df"
+)
+
+
+def fit_pair_model(
+    pairs: pd.DataFrame, *, ddof: int = AnalysisSpec.ddof, level: float = DEFAULT_LEVEL
+) -> pd.DataFrame:
+    """The pair-level model of one dataset: each pair's score on its own quality and diversity,
+    with question fixed effects and question-clustered errors.
+
+    Parameters
+    ----------
+    pairs
+        One dataset's pair table (``question_id, quality, diversity, performance``, measures in
+        [0, 1]); pairs with a missing measure are left out.
     ddof, level
         z-score degrees of freedom and confidence level.
 
     Returns
     -------
     pandas.DataFrame
-        ``dataset, term (quality_z, diversity_z, quality_z - diversity_z), method, estimate,
-        std_error, ci_low, ci_high, p_value, n_obs, r2``. Rows for ``quality_z - diversity_z``
-        are the Wald test of α = β under that covariance.
+        Rows ``quality_z, diversity_z, quality_z - diversity_z``; columns ``term, estimate,
+        std_error, statistic, p_value, ci_low, ci_high, df`` (G − 1), ``estimate_raw,
+        ci_low_raw, ci_high_raw`` (points per quality point, per Vendi unit; NaN for the
+        difference), ``n_pairs, n_questions, n_configs``.
+
+    Notes
+    -----
+    y_cj = 100·t_cj = α z(q_cj) + β z(d_cj) + μ_j + e_cj, z-scores over the pairs. The question
+    effects μ_j absorb question difficulty, so α and β come from differences between
+    configurations on the same question. It is fitted by the within transformation (y, z(q),
+    z(d) demeaned by question; the same slopes and residuals as with G dummies) with
+    statsmodels' ``cov_type="cluster"`` on questions; the covariance is then rescaled by
+    (N − 2)/(N − 2 − G), so its CR1 factor G/(G−1)·(N−1)/(N−k) counts the G question effects
+    in k, as the dummy-variable fit does. Scores within a question are averaged over
+    configurations that share proposer outputs, so errors are clustered on questions.
     """
-    rows = []
-    for ds, g in qd_table.groupby("dataset", sort=True):
-        for cov in cov_types:
-            spec = RegressionSpec(cov_type=cov, ddof=ddof, alpha=1 - level)
-            res, _ = _fit_quiet(g, spec)
-            c = res.coefs.set_index("term")
-            w = compare_terms(res).iloc[0]
-            for term in ("quality_z", "diversity_z"):
-                r = c.loc[term]
-                rows.append(
-                    {
-                        "dataset": ds,
-                        "term": term,
-                        "method": cov,
-                        "estimate": r["estimate"],
-                        "std_error": r["std_error"],
-                        "ci_low": r["ci_low"],
-                        "ci_high": r["ci_high"],
-                        "p_value": r["p_value"],
-                    }
-                )
-            rows.append(
-                {
-                    "dataset": ds,
-                    "term": "quality_z - diversity_z",
-                    "method": cov,
-                    **{k: w[k] for k in ("estimate", "std_error", "ci_low", "ci_high", "p_value")},
-                }
-            )
-            for r in rows[-3:]:
-                r["n_obs"] = res.stats["n_obs"]
-                r["r2"] = res.stats["r2"]
-    out = pd.DataFrame(rows)
-    if bootstrap is not None:
-        b = bootstrap.summary[bootstrap.summary["term"] != "r2"].copy()
-        b["method"] = "bootstrap"
-        b = b.merge(
-            out.drop_duplicates("dataset")[["dataset", "n_obs", "r2"]], on="dataset", how="left"
+    from scipy import stats as st
+
+    sm = __import__("statsmodels.api", fromlist=["OLS"])
+    p = pairs.dropna(subset=["quality", "diversity", "performance"])
+    codes, uniq = pd.factorize(p["question_id"])
+    n, g = len(p), len(uniq)
+    if g < 2 or n <= g + 2:
+        raise DataError(
+            f"fit_pair_model: expected at least 2 questions and more pairs than parameters; "
+            f"got {n} pairs over {g} questions."
         )
-        out = pd.concat([out, b[out.columns]], ignore_index=True)
-    order = {"quality_z": 0, "diversity_z": 1, "quality_z - diversity_z": 2}
-    out["_o"] = out["term"].map(order)
-    return (
-        out.sort_values(["dataset", "_o"], kind="stable").drop(columns="_o").reset_index(drop=True)
+    q, d = (p[c].to_numpy(dtype=np.float64) for c in ("quality", "diversity"))
+    sq, sd = q.std(ddof=ddof), d.std(ddof=ddof)
+    cols = {"y": 100.0 * p["performance"].to_numpy(dtype=np.float64)}
+    cols.update(quality_z=(q - q.mean()) / sq, diversity_z=(d - d.mean()) / sd)
+    frame = pd.DataFrame(cols)
+    within = frame - frame.groupby(codes).transform("mean")
+    X = within[["quality_z", "diversity_z"]].to_numpy()
+    res = sm.OLS(within["y"].to_numpy(), X).fit(cov_type="cluster", cov_kwds={"groups": codes})
+    cov = np.asarray(res.cov_params()) * (n - 2) / (n - 2 - g)
+    L = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, -1.0]])
+    est, se = L @ np.asarray(res.params), np.sqrt(np.diag(L @ cov @ L.T))
+    crit = float(st.t.ppf(0.5 + level / 2, g - 1))
+    scale = np.array([100.0 * sq, sd, np.nan])  # per quality point, per Vendi unit
+    return pd.DataFrame(
+        {
+            "term": list(_TERM_ORDER),
+            "estimate": est,
+            "std_error": se,
+            "statistic": est / se,
+            "p_value": 2 * st.t.sf(np.abs(est / se), g - 1),
+            "ci_low": est - crit * se,
+            "ci_high": est + crit * se,
+            "df": float(g - 1),
+            "estimate_raw": est / scale,
+            "ci_low_raw": (est - crit * se) / scale,
+            "ci_high_raw": (est + crit * se) / scale,
+            "n_pairs": n,
+            "n_questions": g,
+            "n_configs": p["config_id"].nunique() if "config_id" in p.columns else math.nan,
+        }
     )
+
+
+def pair_model_table(
+    data: Analysis | pd.DataFrame, *, level: float = DEFAULT_LEVEL
+) -> pd.DataFrame:
+    """:func:`fit_pair_model` per dataset, beside the configuration-level OLS.
+
+    Parameters
+    ----------
+    data
+        An :func:`~qdanalysis.analysis.pipeline.analyze` result (its pair table, with the
+        configuration's model quality on every pair when ``quality="model"``, and ``ddof``), or
+        a bare pair table.
+    level
+        Confidence level.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``dataset`` then :func:`fit_pair_model`'s columns, and ``model`` (:data:`PAIR_MODEL`).
+    """
+    pairs, ddof = _fit_pairs(data)
+    out = []
+    for ds, g in pairs.groupby("dataset", sort=True):
+        t = fit_pair_model(g, ddof=ddof, level=level)
+        t.insert(0, "dataset", ds)
+        out.append(t.assign(model=PAIR_MODEL))
+    return pd.concat(out, ignore_index=True)
 
 
 def r2_table(qd_table: pd.DataFrame, *, ddof: int = AnalysisSpec.ddof) -> pd.DataFrame:

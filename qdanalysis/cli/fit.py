@@ -20,6 +20,7 @@ from typing import Any
 from ..analysis.artifacts import analyze_with_tables, save_fit
 from ..analysis.embeddings import EMBEDDING_DTYPES, LONG_TEXT_MODES
 from ..analysis.pipeline import AnalysisSpec
+from ..analysis.regression import CI_METHODS, format_p
 from ..errors import ConfigError, DataError, DataWarning, QDAnalysisError
 from ..outputs import expand_output_paths, load_outputs
 from ._common import base_parser, check_out_dir, run_main
@@ -32,6 +33,13 @@ AGGREGATOR_CHOICES = ("auto", "plurality", "oracle", "llm")
 _AGG_NAMES = {"plurality": "plurality_vote"}
 _D = AnalysisSpec  # every default below is the spec's (class attributes of the dataclass)
 _DEST = {"vendi_q": "vendi_order"}
+
+
+def _label(text: str) -> tuple[str, str]:
+    ds, sep, label = text.partition("=")
+    if not sep or not ds.strip() or not label.strip():
+        raise argparse.ArgumentTypeError(f"expected DATASET_ID=LABEL; got {text!r}")
+    return ds.strip(), label.strip()
 
 
 def _order(text: str) -> float:
@@ -98,6 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("single", "double"),
         default="single",
         help="width of the coefficient figure (single 3.3 in, double 6.9 in)",
+    )
+    io.add_argument(
+        "--label",
+        type=_label,
+        action="append",
+        default=[],
+        dest="labels",
+        metavar="ID=TEXT",
+        help="human label of a dataset for figures and the LaTeX table, e.g. "
+        "--label rereading/gsm8k=GSM8K; repeatable; recorded in every sidecar",
     )
     io.add_argument("--no-progress", action="store_true", help="no progress bars")
     io.add_argument(
@@ -233,11 +251,21 @@ def build_parser() -> argparse.ArgumentParser:
     emb.add_argument("--no-cache", action="store_true", help="embed everything, store nothing")
     reg = p.add_argument_group("regression")
     reg.add_argument(
+        "--ci",
+        default=_D.ci,
+        choices=tuple(CI_METHODS),
+        help="intervals and p-values of the console, fig_coefficients and coefficients.*: "
+        "'ols' (--cov-type; plain OLS by default, the paper's), 'hc3', 'cluster' (clustered on "
+        "the questions the configurations share) or 'bootstrap' (over questions; --bootstrap N "
+        f"replicates, default {_D.n_boot}). p-values are t-based (df n-k; G-1 when clustered on "
+        "G questions); bootstrap ones never fall below 1/B",
+    )
+    reg.add_argument(
         "--cov-type",
         default=_D.cov_type,
         choices=("nonrobust", "HC0", "HC1", "HC2", "HC3"),
-        help="OLS covariance of coefficients.*; nonrobust is the paper's plain OLS. "
-        "uncertainty.* always lists nonrobust and HC3 (and this one) side by side",
+        help="OLS covariance of --ci ols; nonrobust is the paper's plain OLS. uncertainty.* "
+        "always lists nonrobust, HC3 and question-clustered (and this one) side by side",
     )
     reg.add_argument(
         "--ddof",
@@ -252,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="N bootstrap replicates over questions (percentile CIs for alpha, beta, "
-        "alpha-beta, R2); 0 = off",
+        "alpha-beta, R2, in uncertainty.*; also the replicates of --ci bootstrap); 0 = off",
     )
     reg.add_argument(
         "--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resampling"
@@ -267,6 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _p(row: Any) -> str:
+    """A coefficient row's p-value for the console (``< 1/B`` at the bootstrap floor)."""
+    return format_p(float(row["p_value"]), floor=bool(row.get("p_floor", False)))
+
+
 def _format_summary(coefs: Any) -> str:
     lines = [
         f"{'dataset':<34}{'n':>5}  {'alpha':>7} {'SE':>6} {'p':>9}   {'beta':>7} {'SE':>6} "
@@ -278,10 +311,42 @@ def _format_summary(coefs: Any) -> str:
         w = t.loc["quality_z - diversity_z"] if "quality_z - diversity_z" in t.index else None
         lines.append(
             f"{ds:<34}{int(a['n_obs']):>5}  {a['estimate']:>7.3f} {a['std_error']:>6.3f} "
-            f"{a['p_value']:>9.2g}   {b['estimate']:>7.3f} {b['std_error']:>6.3f} "
-            f"{b['p_value']:>9.2g}   {a['r2']:>6.3f}  "
-            f"{(w['p_value'] if w is not None else float('nan')):>9.2g}  "
+            f"{_p(a):>9}   {b['estimate']:>7.3f} {b['std_error']:>6.3f} "
+            f"{_p(b):>9}   {a['r2']:>6.3f}  "
+            f"{(_p(w) if w is not None else 'nan'):>9}  "
             f"{a['corr_quality_diversity']:>6.3f}"
+        )
+    return "\n".join(lines)
+
+
+def _format_intervals(coefs: Any) -> str:
+    """alpha and beta with their intervals, standardised and in raw units, per dataset."""
+    lines = []
+    for ds, g in coefs.groupby("dataset", sort=True):
+        t = g.set_index("term")
+        parts = []
+        for term, name in (("quality_z", "alpha"), ("diversity_z", "beta")):
+            r = t.loc[term]
+            parts.append(
+                f"{name} {r['estimate']:.3g} [{r['ci_low']:.3g}, {r['ci_high']:.3g}] per SD = "
+                f"{r['estimate_raw']:.3g} [{r['ci_low_raw']:.3g}, {r['ci_high_raw']:.3g}] "
+                f"{r['unit_raw']}"
+            )
+        lines.append(f"  {ds}: " + "; ".join(parts))
+    return "\n".join(lines)
+
+
+def _format_pair_model(pm: Any) -> str:
+    """The pair-level model's alpha and beta per dataset, one line each."""
+    lines = []
+    for ds, g in pm.groupby("dataset", sort=True):
+        t = g.set_index("term")
+        a, b = t.loc["quality_z"], t.loc["diversity_z"]
+        lines.append(
+            f"  {ds}: alpha {a['estimate']:.3g} [{a['ci_low']:.3g}, {a['ci_high']:.3g}] "
+            f"p {format_p(a['p_value'])}; beta {b['estimate']:.3g} [{b['ci_low']:.3g}, "
+            f"{b['ci_high']:.3g}] p {format_p(b['p_value'])} ({int(a['n_pairs'])} pairs, "
+            f"{int(a['n_questions'])} questions)"
         )
     return "\n".join(lines)
 
@@ -313,8 +378,12 @@ def build_spec(args: argparse.Namespace) -> AnalysisSpec:
     """The :class:`~qdanalysis.analysis.pipeline.AnalysisSpec` of parsed ``fit`` arguments."""
     # Every spec field has an option of the same name, except vendi_q (--vendi-order).
     # performance_sha256 is computed from the file (no option).
-    names = [f.name for f in fields(AnalysisSpec) if f.name != "performance_sha256"]
+    # n_boot is --bootstrap when given (0 = the spec's default).
+    skip = ("performance_sha256", "n_boot")
+    names = [f.name for f in fields(AnalysisSpec) if f.name not in skip]
     values = {n: getattr(args, _DEST.get(n, n)) for n in names}
+    values["n_boot"] = args.bootstrap or AnalysisSpec.n_boot
+    values["labels"] = tuple(args.labels)
     values["proposer_key"] = tuple(c.strip() for c in args.proposer_key.split(",") if c.strip())
     values["aggregator"] = _AGG_NAMES.get(args.aggregator, args.aggregator)
     return AnalysisSpec(**values)
@@ -332,6 +401,9 @@ _FLAGS = {
     "read_baseline": "--judge-baseline",
     "judge_annotations": "--judge-baseline",
     "reference_dir": "--lc-reference",
+    "AnalysisSpec.labels": "--label",
+    "ci:": "--ci/--cov-type",
+    "AnalysisSpec.ci": "--ci",
 }
 
 
@@ -374,10 +446,11 @@ def _with_flags(exc: QDAnalysisError) -> QDAnalysisError:
     return exc
 
 
-def _report(res: Any, written: list[Path], elapsed_s: float) -> None:
+def _report(res: Any, tables: dict[str, Any], written: list[Path], elapsed_s: float) -> None:
     emb, params = res.embeddings, res.parameters
     print(  # noqa: T201  (CLI output)
-        f"Performance ~ z(quality) + z(diversity), OLS per dataset (cov_type={res.spec.cov_type}; "
+        f"Performance ~ z(quality) + z(diversity), OLS per dataset (95% CI and p: "
+        f"{CI_METHODS[res.spec.ci]}; cov_type={res.spec.cov_type}; "
         f"quality={params['quality']}; aggregator={params['aggregator']}; Vendi "
         f"q={params['vendi_q']}; embeddings {emb.model}):"
     )
@@ -387,6 +460,13 @@ def _report(res: Any, written: list[Path], elapsed_s: float) -> None:
             "not accuracies (%)"
         )
     print(_format_summary(res.coefficients))  # noqa: T201
+    print("\nintervals, standardised and in raw units:")  # noqa: T201
+    print(_format_intervals(res.coefficients))  # noqa: T201
+    print(  # noqa: T201
+        "\npair-level model (score of each configuration on each question ~ z(quality) + "
+        "z(diversity) of the pair + question effects; question-clustered 95% CI):"
+    )
+    print(_format_pair_model(tables["pair_model"]))  # noqa: T201
     print(  # noqa: T201
         f"\nembedded {emb.n_embedded} texts ({emb.n_cached} from cache, {emb.n_truncated} "
         f"truncated at {emb.max_seq_length} tokens) in {res.timings['embed_s']:.1f} s "
@@ -452,7 +532,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         # published together or not at all, and a failure here fails the command.
         page = write_report(out, outputs=files, warnings=fit_warnings, argv=argv_used)
         written += [page, page.with_suffix(".json")]
-    _report(res, written, time.perf_counter() - t0)
+    _report(res, tables, written, time.perf_counter() - t0)
     return 0
 
 

@@ -68,7 +68,7 @@ def test_vectorised_replicates_equal_reference_loop(drop):
     W = question_weights(qids.size, 6, np.random.default_rng(3))
     got = _weighted_fits(mats, W, ddof=1)
     for b in range(W.shape[0]):
-        np.testing.assert_allclose(got[b], _reference_replicate(pairs, qids, W[b]), rtol=1e-9)
+        np.testing.assert_allclose(got[b][:4], _reference_replicate(pairs, qids, W[b]), rtol=1e-9)
 
 
 def test_bootstrap_is_seeded_and_summarised():

@@ -42,7 +42,9 @@ def test_fit_writes_bootstrap_and_latex_tables(tmp_path, monkeypatch, capsys):
         warnings.simplefilter("ignore", QDAnalysisWarning)
         assert main(args) == 0
     unc = pd.read_csv(tmp_path / "uncertainty.csv")
-    assert set(unc["method"]) == {"nonrobust", "HC3", "bootstrap"}
+    assert set(unc["method"]) == {"nonrobust", "HC3", "question_cluster", "bootstrap"}
+    boot = unc[unc["method"] == "bootstrap"]
+    assert (boot["p_value"] >= 1 / 50).all()  # never 0: floored at 1/B
     tex = (tmp_path / "uncertainty.tex").read_text()
     assert "\\toprule" in tex
     assert "\\bottomrule" in tex
