@@ -616,13 +616,17 @@ def summarise_pair_frames(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
     equal :func:`summarise_pairs` to rounding.
     """
     total: pd.DataFrame | None = None
+    measures = list(_MEASURES)
     for f in frames:
+        # coverage and length_chars ride along when the engine measured them (as in
+        # summarise_pairs); they are summed and counted like the three measures.
+        measures = [*_MEASURES, *(c for c in ("coverage", "length_chars") if c in f.columns)]
         g = f.groupby(["dataset", "config_id"], sort=False)
         part = pd.concat(
             [
                 g.size().rename("n_questions"),
-                g[list(_MEASURES)].sum(),
-                g[list(_MEASURES)].count().add_suffix("_n"),
+                g[measures].sum(),
+                g[measures].count().add_suffix("_n"),
             ],
             axis=1,
         )
@@ -630,10 +634,11 @@ def summarise_pair_frames(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
     if total is None:
         return summarise_pairs(pd.DataFrame(columns=PAIR_COLUMNS))
     out = total.sort_index()
-    for m in _MEASURES:
+    for m in measures:
         with np.errstate(invalid="ignore", divide="ignore"):
             out[m] = out[m] / out.pop(f"{m}_n").where(lambda x: x > 0)
     out["n_questions"] = out["n_questions"].astype(np.int64)
-    out["quality"] *= 100.0
-    out["performance"] *= 100.0
-    return out.reset_index()[["dataset", "config_id", "n_questions", *_MEASURES]]
+    for m in ("quality", "performance", "coverage"):
+        if m in out.columns:
+            out[m] *= 100.0
+    return out.reset_index()[["dataset", "config_id", "n_questions", *measures]]

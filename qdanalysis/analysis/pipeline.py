@@ -510,6 +510,7 @@ def _embed(
 ) -> tuple[Embeddings, Any]:
     from .embeddings import EmbeddingCache, SentenceTransformerEmbedder, embed_texts
 
+    created = embedder is None
     if embedder is None:
         options: dict[str, Any] = {"device": spec.device, "batch_size": spec.batch_size}
         options.update(dtype=spec.embedding_dtype, long_texts=spec.embedding_long_texts)
@@ -531,8 +532,8 @@ def _embed(
     finally:
         if store is not None:
             store.close()
-        if isinstance(embedder, SentenceTransformerEmbedder):
-            embedder.close()  # a multi-process pool, if one was started
+        if created and callable(getattr(embedder, "close", None)):
+            embedder.close()  # a multi-process pool, if this call started one
 
 
 def _parameters(

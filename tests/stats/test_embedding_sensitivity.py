@@ -28,7 +28,10 @@ def test_embedding_rows_join_the_sensitivity_table(small_analysis, small_outputs
     other = tables["embedding: hashed 64"]
     assert not np.allclose(other["diversity_vendi_q1"], tables["default"]["diversity_vendi_q1"])
     sens = sensitivity_table(tables, spec=small_analysis.spec)
-    assert {"default", "embedding: hashed 64", "(answers)"} == set(sens["embedding"])
+    # "(answers)" and "(correctness)": the answer-count and N_eff diversity rows.
+    assert {"default", "embedding: hashed 64", "(answers)", "(correctness)"} == set(
+        sens["embedding"]
+    )
     paper = sens[sens["is_paper"]]
     assert (paper["embedding"] == "default").all()  # the analysis's own fit stays the default
 

@@ -178,7 +178,7 @@ def test_spec_records_the_performance_file_and_refuses_a_changed_one(tmp_path):
 def test_figures_of_continuous_scores_say_mean_score_not_percent():
     import matplotlib.pyplot as plt
 
-    from qdanalysis.cli.fit import _score_units
+    from qdanalysis.analysis.artifacts import _score_units
 
     fig, ax = plt.subplots()
     ax.set_xlabel("quality (%)")
