@@ -11,15 +11,14 @@ import logging
 import math
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from .._io import staged_dir
+from ..analysis.artifacts import analyze_with_tables, save_fit
 from ..analysis.pipeline import AnalysisSpec
-from ..errors import ConfigError, DataError, QDAnalysisError, QDAnalysisWarning
+from ..errors import ConfigError, DataError, QDAnalysisError
 from ..outputs import expand_output_paths, load_outputs
 from ._common import base_parser, check_out_dir, run_main
 
@@ -294,126 +293,6 @@ def _with_flags(exc: QDAnalysisError) -> QDAnalysisError:
     return exc
 
 
-def _stat_tables(res: Any, outputs: Any, args: argparse.Namespace) -> dict[str, Any]:
-    """Every table of the run, computed before anything is written, by stem."""
-    from ..analysis.uncertainty import (
-        bootstrap_coefs,
-        diagnostics_table,
-        r2_table,
-        uncertainty_table,
-    )
-
-    spec = res.spec
-    boot = None
-    if args.bootstrap:
-        boot = bootstrap_coefs(
-            res, n_boot=args.bootstrap, seed=args.bootstrap_seed, progress=not args.no_progress
-        )
-    fit_table = res.fit_table
-    covs = list(dict.fromkeys(["nonrobust", "HC3", spec.cov_type]))
-    tables: dict[str, Any] = {
-        "uncertainty": uncertainty_table(fit_table, cov_types=covs, bootstrap=boot, ddof=spec.ddof),
-        "r2": r2_table(fit_table, ddof=spec.ddof),
-        "diagnostics": diagnostics_table(fit_table),
-        "_boot": boot,
-    }
-    if args.sensitivity:
-        from ..analysis.sensitivity import measure_table, sensitivity_table
-
-        tables["sensitivity"] = sensitivity_table(measure_table(res, outputs), spec=spec)
-    return tables
-
-
-#: Axis-label texts of accuracies -> their wording for continuous scores (judge preferences).
-_SCORE_UNITS = {
-    "accuracy points": "score points (×100)",
-    "mean accuracy": "mean score",
-    "accuracy (%)": "mean score (×100)",
-    "(%)": "(×100)",
-}
-
-
-def _score_units(fig: Any) -> None:
-    """Relabel a figure's axes for continuous scores: they are mean scores ×100, not %."""
-    for ax in fig.axes:
-        for get, put in ((ax.get_xlabel, ax.set_xlabel), (ax.get_ylabel, ax.set_ylabel)):
-            text = get()
-            for old, new in _SCORE_UNITS.items():
-                text = text.replace(old, new)
-            put(text)
-
-
-def _save_figures(res: Any, unc: Any, stage: Path, prov: Any, width: str) -> list[Path]:
-    import matplotlib as mpl
-
-    mpl.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..analysis.export import save_figure
-    from ..analysis.paper import table4
-    from ..analysis.plotting import (
-        coefficient_figure,
-        figure,
-        forest_figure,
-        paper_style,
-        plot_residuals,
-        qd_scatter_figure,
-    )
-    from ..analysis.uncertainty import residual_frame
-
-    written: list[Path] = []
-    with paper_style():
-        figs = {
-            "fig_coefficients": coefficient_figure(
-                res.coefficients, reference=table4(), width=width
-            ),
-            "fig_uncertainty": forest_figure(unc, width="double"),
-            "fig_qd_scatter": qd_scatter_figure(res.qd_table, width="double"),
-        }
-        names = sorted(res.qd_table["dataset"].unique())
-        fig, ax = figure(width="double", height=2.0, ncols=len(names))
-        resid = residual_frame(res.fits)
-        for a, ds in zip(ax[0], names, strict=True):
-            plot_residuals(resid, dataset=ds, ax=a)
-            a.set_title(ds, fontsize=7)
-        figs["fig_residuals"] = fig
-        for stem, f in figs.items():
-            if res.parameters.get("score_scale") == "continuous":
-                _score_units(f)
-            written += save_figure(f, stem, out_dir=stage, provenance=prov)
-            plt.close(f)
-    return written
-
-
-def _save_all(
-    res: Any, tables: dict[str, Any], out: Path, prov: Any, args: argparse.Namespace
-) -> list[Path]:
-    """Write every artifact into a staging directory and publish them together."""
-    from ..analysis.export import save_table
-
-    fmts = list(dict.fromkeys(args.formats))
-    boot = tables["_boot"]
-    with staged_dir(out) as stage:
-        written = save_table(res.qd_table, "qd_table", out_dir=stage, provenance=prov)
-        written += save_table(
-            res.pairs, "pairs", out_dir=stage, formats=["parquet"], provenance=prov
-        )
-        written += save_table(
-            res.coefficients, "coefficients", out_dir=stage, formats=fmts, provenance=prov
-        )
-        for stem in ("uncertainty", "r2", "diagnostics"):
-            written += save_table(tables[stem], stem, out_dir=stage, formats=fmts, provenance=prov)
-        if boot is not None:
-            written += save_table(boot.draws, "bootstrap_draws", out_dir=stage, provenance=prov)
-        if "sensitivity" in tables:
-            written += save_table(
-                tables["sensitivity"], "sensitivity", out_dir=stage, formats=fmts, provenance=prov
-            )
-        if not args.no_figures:
-            written += _save_figures(res, tables["uncertainty"], stage, prov, args.width)
-    return [out / w.name for w in written]
-
-
 def _report(res: Any, written: list[Path], elapsed_s: float) -> None:
     emb, params = res.embeddings, res.parameters
     print(  # noqa: T201  (CLI output)
@@ -439,23 +318,19 @@ def _report(res: Any, written: list[Path], elapsed_s: float) -> None:
 def _analyze(args: argparse.Namespace, outputs: Any) -> tuple[Any, dict[str, Any], list[str]]:
     """The analysis and every table, with the warnings they raised (shown on stderr once the
     analysis ends or fails, and returned as lines for the report)."""
-    from ..analysis.pipeline import analyze
-
-    caught: list[warnings.WarningMessage] = []
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", QDAnalysisWarning)
-            spec = build_spec(args)
-            cache: str | bool = False if args.no_cache else (args.cache_dir or True)
-            res = analyze(outputs, spec, cache=cache, progress=not args.no_progress)
-            tables = _stat_tables(res, outputs, args)
+        spec = build_spec(args)
+        return analyze_with_tables(
+            outputs,
+            spec,
+            cache=False if args.no_cache else (args.cache_dir or True),
+            progress=not args.no_progress,
+            bootstrap=args.bootstrap,
+            bootstrap_seed=args.bootstrap_seed,
+            sensitivity=args.sensitivity,
+        )
     except QDAnalysisError as exc:
         raise _with_flags(exc) from exc.__cause__
-    finally:
-        for w in caught:
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-    lines = [str(w.message) for w in caught if issubclass(w.category, QDAnalysisWarning)]
-    return res, tables, list(dict.fromkeys(lines))
 
 
 def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
@@ -475,7 +350,15 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         params["bootstrap"] = tables["_boot"].parameters
     argv_used = list(argv) if argv is not None else sys.argv[1:]
     prov = Provenance(inputs=files, parameters=params, argv=argv_used)
-    written = _save_all(res, tables, out, prov, args)
+    written = save_fit(
+        res,
+        tables,
+        out,
+        prov,
+        formats=args.formats,
+        figures=not args.no_figures,
+        width=args.width,
+    )
     if args.report:
         from ..analysis.report import write_report
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from typing import Any
 from ..configs import DEFAULT_AGGREGATOR_TEMPERATURE, ConfigSpec
 from ..errors import AuthError, ConfigError, DataError, ProviderError
 from ..runner.engine import run_identity
+from ..runner.llm.backends import EndpointSpec, build_router, parse_endpoint
 from ..runner.llm.base import ping
 from ..runner.llm.router import ModelRouter
 from ..runner.moa import (
@@ -44,7 +46,15 @@ from ..runner.store import RunStore
 from ..runner.tasks import Question, load_questions
 from ._common import base_parser, run_main
 
-__all__ = ["EXIT_ALL_FAILED", "EXIT_SOME_FAILED", "ModelRouter", "build_parser", "main"]
+__all__ = [
+    "EXIT_ALL_FAILED",
+    "EXIT_SOME_FAILED",
+    "ModelRouter",
+    "build_parser",
+    "endpoint_specs",
+    "main",
+    "make_backend",
+]
 
 METHODS = CLI_METHODS
 #: Exit code when some calls failed (error rows stored; rerun the command to retry them).
@@ -165,7 +175,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--api-key-env",
         default="OPENAI_API_KEY",
-        help="NAME of the environment variable holding the API key ('' for none)",
+        help="NAME of the environment variable holding the API key ('' for none); also the "
+        "key of --endpoint models that name no key_env",
+    )
+    g.add_argument(
+        "--endpoint",
+        action="append",
+        default=[],
+        metavar="NAME=URL[,key_env=VAR][,served=ID][,concurrency=N][,rpm=R]",
+        help="model NAME is served by its own OpenAI-compatible endpoint URL (repeatable), "
+        "with its own API-key variable (key_env='' for none), served model id, cap on calls "
+        "in flight and requests per minute; other models use --backend (with --base-url or "
+        "--model-path). Cache keys and concurrency caps are per endpoint and model",
     )
     g.add_argument(
         "--model-path",
@@ -241,40 +262,56 @@ def _parse_paths(items: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def make_backend(args: argparse.Namespace) -> Any:
-    """The raw backend the options describe (not yet managed)."""
-    if args.backend == "mock":
-        from ..testing.mock import MockClient
-
-        return MockClient()
+def endpoint_specs(args: argparse.Namespace) -> dict[str, EndpointSpec]:
+    """Model name (``"*"``: every other model) -> endpoint, from the backend flags."""
+    specs: dict[str, EndpointSpec] = {}
+    for text in args.endpoint:
+        name, spec = parse_endpoint(text)
+        if name in specs:
+            raise ConfigError(f"--endpoint: expected each NAME once; got {name!r} twice.")
+        if "key_env=" not in text:
+            spec = dataclasses.replace(spec, api_key_env=args.api_key_env or None)
+        specs[name] = dataclasses.replace(spec, timeout_s=args.timeout or 600.0)
     if args.backend == "openai":
-        from ..runner.llm.openai_compat import OpenAICompatClient
+        if args.base_url:
+            specs["*"] = EndpointSpec(
+                backend="openai",
+                base_url=args.base_url,
+                api_key_env=args.api_key_env or None,
+                timeout_s=args.timeout or 600.0,
+            )
+        elif not specs:
+            raise ConfigError(
+                "--backend openai: expected --base-url http(s)://HOST/v1 or --endpoint "
+                "NAME=URL; got none."
+            )
+    elif args.backend in ("hf", "vllm"):
+        paths = _parse_paths(args.model_path)
+        if not paths:
+            raise ConfigError(f"--backend {args.backend}: expected --model-path; got none.")
+        for name, path in paths.items():
+            specs.setdefault(name, EndpointSpec(backend=args.backend, path=path))
+    else:
+        specs.setdefault("*", EndpointSpec(backend=args.backend))
+    return specs
 
-        if not args.base_url:
-            raise ConfigError("--backend openai: expected --base-url http(s)://HOST/v1; got none.")
-        return OpenAICompatClient(
-            args.base_url, api_key_env=args.api_key_env or None, timeout_s=args.timeout
-        )
-    paths = _parse_paths(args.model_path)
-    if not paths:
-        raise ConfigError(f"--backend {args.backend}: expected --model-path; got none.")
-    loaded: dict[str, Any] = {}
-    for path in dict.fromkeys(paths.values()):
-        loaded[path] = _local_backend(args.backend, path)
-    return ModelRouter({name: loaded[path] for name, path in paths.items()})
+
+def _mock(spec: EndpointSpec) -> Any:
+    from ..testing.mock import MockClient
+
+    return MockClient(**dict(spec.options))
 
 
-def _local_backend(kind: str, path: str) -> Any:
-    if kind == "hf":
-        from ..runner.llm.hf_local import HFLocalClient
-
-        pth = Path(path)
-        if pth.suffix == ".gguf":
-            return HFLocalClient(pth.parent, gguf_file=pth.name)
-        return HFLocalClient(pth)
-    from ..runner.llm.vllm_offline import VLLMOfflineClient
-
-    return VLLMOfflineClient(path)
+def make_backend(args: argparse.Namespace) -> Any:
+    """The raw backend the options describe (not yet managed): one backend, or a
+    :class:`ModelRouter` when models have their own endpoints (``--endpoint``, ``NAME=PATH``)."""
+    specs = endpoint_specs(args)
+    only = specs.get("*")
+    if len(specs) == 1 and only is not None and only.backend in ("openai", "mock"):
+        # One HTTP (or mock) backend for every model: no router, so its endpoint (part of cache
+        # keys and of the store's identity) stays that of the plain backend, as before.
+        return build_router(specs, factories={"mock": _mock}).clients["*"]
+    return build_router(specs, factories={"mock": _mock})
 
 
 def run_options(args: argparse.Namespace) -> RunOptions:

@@ -92,6 +92,9 @@ class Engine:
         The run's options.
     tasks
         Extra (custom) tasks by name.
+    aggregator_client
+        The client of aggregator calls (e.g. a :class:`ManagedClient` with its own timeout and
+        ledger over the same backend); None: ``client``. Its endpoints must be ``client``'s.
 
     Raises
     ------
@@ -106,8 +109,10 @@ class Engine:
         store: RunStore | None,
         options: RunOptions,
         tasks: Mapping[str, Task] | None = None,
+        aggregator_client: ChatClient | None = None,
     ) -> None:
         self.client = client
+        self.aggregator_client = aggregator_client or client
         self.store = store
         self.options = options
         self.tasks = dict(TASKS) | dict(tasks or {})
@@ -137,14 +142,16 @@ class Engine:
         temperature: float | None,
         seed: int,
         sample_index: int = 0,
+        max_tokens: int | None = None,
     ) -> ChatRequest:
-        """A request with the run's limits (``temperature`` None: the proposer default)."""
+        """A request with the run's limits (``temperature`` None: the proposer default;
+        ``max_tokens`` None: ``options.max_tokens``)."""
         o = self.options
         return ChatRequest(
             model=model,
             messages=tuple(messages),
             temperature=o.temperature if temperature is None else temperature,
-            max_tokens=o.max_tokens,
+            max_tokens=o.max_tokens if max_tokens is None else max_tokens,
             top_p=o.top_p,
             stop=o.stop,
             seed=seed,
@@ -259,7 +266,9 @@ class Engine:
         }
         try:
             if response is None:
-                response = await self.client.complete(request)
+                agg = fields.get("role") == "aggregator"
+                client = self.aggregator_client if agg else self.client
+                response = await client.complete(request)
                 self.book(response)
             graded, extra = await self.grade(self.task(q), q, response.text)
         except ProviderError as exc:

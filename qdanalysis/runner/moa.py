@@ -63,10 +63,13 @@ __all__ = [
     "PROMPT_STYLES",
     "MoAResult",
     "RunSummary",
+    "aggregator_key",
+    "aggregator_model",
     "choose_window",
     "method_configs",
     "mixed_moa",
     "plurality_vote",
+    "pool_key",
     "run_config",
     "run_experiment",
     "self_moa",
@@ -381,7 +384,8 @@ def _failed_row(
 
 def _must_fail(eng: Engine, rows: Sequence[Mapping[str, Any]]) -> bool:
     bad = sum(r["status"] != "ok" for r in rows)
-    return bad > 0 and (eng.options.on_proposer_error == "fail" or bad == len(rows))
+    fewest = eng.options.min_references or 1
+    return bad > 0 and (eng.options.on_proposer_error == "fail" or len(rows) - bad < fewest)
 
 
 # -- LLM aggregation --------------------------------------------------------------------------
@@ -458,6 +462,7 @@ async def _aggregate(
         messages=msgs,
         temperature=c.spec.aggregator.temperature,
         seed=seed_for(c.eng.options.seed, c.spec.config_id, c.q.question_id, "agg", step),
+        max_tokens=c.eng.options.aggregator_max_tokens,
     )
     fields = _agg_fields(c.spec, step, is_final, shown, n_think)
     pick = (lambda row: _usc_pick(row, shown_rows)) if c.style == "usc" else None
@@ -770,6 +775,7 @@ async def run_experiment(
     tasks: Mapping[str, Task] | None = None,
     progress: bool = True,
     pool_only: bool = False,
+    aggregator_client: ChatClient | None = None,
 ) -> RunSummary:
     """Run every configuration on every question, resuming from ``store``.
 
@@ -795,6 +801,8 @@ async def run_experiment(
         Show a tqdm bar on stderr.
     pool_only
         Stop after the proposer pool (e.g. to measure sample lengths for :func:`choose_window`).
+    aggregator_client
+        The client of aggregator calls (own timeout, ledger); None: ``client``.
 
     Returns
     -------
@@ -812,6 +820,7 @@ async def run_experiment(
     options = options or RunOptions()
     temps = _pool_temperatures(configs, options)
     eng = Engine(client=client, store=store, options=options, tasks=tasks)
+    eng.aggregator_client = aggregator_client or client
     for q in questions:
         eng.task(q)
     n_agg = 0 if pool_only else len(questions) * len(configs)
@@ -923,3 +932,9 @@ def method_configs(
 
 
 __all__ += ["CLI_METHODS"]
+
+#: Public names of the store keys and aggregator model of a configuration's rows (a study's
+#: dry run counts what a run would ask with them).
+pool_key = _pool_key
+aggregator_key = _agg_key
+aggregator_model = _aggregator_model

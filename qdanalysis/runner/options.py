@@ -30,6 +30,10 @@ TIE_BREAKS = ("expected", "seeded")
 EXECUTION_FIELDS = ("concurrency", "timeout_s")
 
 
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunOptions:
     """How a run calls its models, grades and aggregates; one default per option.
@@ -48,7 +52,10 @@ class RunOptions:
     top_p: float = 1.0
     """Nucleus sampling mass of every call."""
     max_tokens: int = 2048
-    """Completion limit of every call (proposers and aggregators)."""
+    """Completion limit of every call (proposers, and aggregators unless
+    :attr:`aggregator_max_tokens` is set)."""
+    aggregator_max_tokens: int | None = None
+    """Completion limit of aggregator calls; None: :attr:`max_tokens`."""
     stop: tuple[str, ...] = ()
     """Stop strings of every call."""
     seed: int = 0
@@ -56,6 +63,9 @@ class RunOptions:
     on_proposer_error: str = "fail"
     """A proposer failed after retries: ``"fail"`` marks the configuration failed for that
     question (retried on resume), ``"skip"`` aggregates the remaining references."""
+    min_references: int | None = None
+    """With ``on_proposer_error="skip"``: the fewest successful references an aggregator may
+    see (fewer fails the configuration for that question); None: 1."""
     tie_break: str = "expected"
     """Plurality-vote ties: ``"expected"`` (mean score of the tied keys) or ``"seeded"``."""
     copies_first: bool = True
@@ -72,10 +82,16 @@ class RunOptions:
         checks = (
             ("temperature", 0 <= self.temperature <= 5, "a number in [0, 5]"),
             ("top_p", 0 < self.top_p <= 1, "a number in (0, 1]"),
+            ("max_tokens", _positive_int(self.max_tokens), "an int >= 1"),
             (
-                "max_tokens",
-                isinstance(self.max_tokens, int) and self.max_tokens >= 1,
-                "an int >= 1",
+                "aggregator_max_tokens",
+                self.aggregator_max_tokens is None or _positive_int(self.aggregator_max_tokens),
+                "None or an int >= 1",
+            ),
+            (
+                "min_references",
+                self.min_references is None or _positive_int(self.min_references),
+                "None or an int >= 1",
             ),
             ("on_proposer_error", self.on_proposer_error in ON_PROPOSER_ERROR, ON_PROPOSER_ERROR),
             ("tie_break", self.tie_break in TIE_BREAKS, TIE_BREAKS),

@@ -356,11 +356,23 @@ def _batch(client: Any, request: ChatRequest, n: int) -> Callable[[], Awaitable[
     return lambda: client.complete_n(request, n)
 
 
+#: Finish reasons of a generation the engine gave up on (vLLM: ``abort``, ``error``): the text
+#: is no answer, so the call failed (retried, never cached, an error row if it keeps failing).
+FAILED_FINISH_REASONS = ("abort", "error")
+
+
 def _as_list(raw: Any, n: int, endpoint: str) -> list[ChatResponse]:
     items = [raw] if isinstance(raw, ChatResponse) else list(raw)
     if len(items) != n or not all(isinstance(r, ChatResponse) for r in items):
         raise ProviderError(
             f"{endpoint}: expected {n} ChatResponse(s) from the backend; got {raw!r}.",
             kind="fatal",
+        )
+    failed = [r.finish_reason for r in items if r.finish_reason in FAILED_FINISH_REASONS]
+    if failed:
+        raise ProviderError(
+            f"{endpoint}: expected finished generations; got finish_reason {failed[0]!r} (the "
+            "engine aborted or failed the request; is it still healthy?).",
+            kind="transient",
         )
     return items
