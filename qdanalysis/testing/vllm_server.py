@@ -324,6 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops the server as Ctrl-C does (the with block's exit)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Start a server, print its URL, wait for SIGINT/SIGTERM, stop it."""
     args = build_parser().parse_args(argv)
@@ -338,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_model_len=args.max_model_len,
         log_path=args.log,
     )
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         with server:
             print(server.base_url, flush=True)  # noqa: T201  (the CLI boundary)

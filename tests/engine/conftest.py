@@ -1,4 +1,4 @@
-"""Fixtures of the real-engine tests: vLLM's CPU build, in its own environment (``make setup-vllm``).
+"""Fixtures of the real-engine tests: vLLM's CPU build in its own environment (``make setup-vllm``).
 
 The tests skip when that environment is missing, unless ``QDANALYSIS_REQUIRE_VLLM=1`` (``make test``
 and CI set it): then a missing engine fails the run instead of silently skipping it.
@@ -7,20 +7,18 @@ and CI set it): then a missing engine fails the run instead of silently skipping
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).parent))  # works under any pytest import mode
+from engine_fixtures import start_server
+
 from qdanalysis.errors import MissingDependencyError
 from qdanalysis.testing.local_models import prepare_smollm2
 from qdanalysis.testing.vllm_server import VLLMServer, vllm_python
-
-REPO = Path(__file__).resolve().parents[2]
-QUESTIONS = REPO / "data" / "questions"
-#: Cores of the test servers' OpenMP threads (VLLM_CPU_OMP_THREADS_BIND); one keeps the other
-#: core for the client process.
-THREADS = os.environ.get("QDANALYSIS_VLLM_THREADS", "0")
 
 
 @pytest.fixture(scope="session")
@@ -40,26 +38,11 @@ def smollm2_path() -> Path:
     return prepare_smollm2()
 
 
-def start_server(
-    vllm_py: Path, model: Path, log_dir: Path, *, name: str = "smollm2"
-) -> VLLMServer:
-    """A started, ready vLLM server on ``model`` (the caller stops it)."""
-    server = VLLMServer(
-        model, served_model_name=name, python=vllm_py, threads=THREADS, log_path=log_dir / "vllm.log"
-    )
-    server.start()
-    try:
-        return server.wait_ready(timeout_s=900)
-    except BaseException:
-        server.stop()
-        raise
-
-
 @pytest.fixture(scope="session")
 def vllm_server(
     vllm_py: Path, smollm2_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[VLLMServer]:
-    """One real vLLM server on SmolLM2 for the session (ready in about 30-90 s on 2 cores)."""
+    """One real vLLM server on SmolLM2 for the session (ready in about 30-230 s on 2 cores)."""
     server = start_server(vllm_py, smollm2_path, tmp_path_factory.mktemp("vllm"))
     try:
         yield server

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import QUESTIONS, REPO, THREADS
+from engine_fixtures import QUESTIONS, REPO, THREADS
 
 from qdanalysis.testing.vllm_server import vllm_env
 
@@ -69,7 +69,8 @@ def test_offline_client_batches_and_reproduces_seeded_samples(
     assert len(set(out["batch"])) >= 3
     assert out["batch"] == out["again"]
     assert out["engine_batch"] == 2  # the sampled and the greedy request went in one generate
-    assert all(t and t > 0 for t in out["tokens"]) and out["prompt_tokens"] > 0
+    assert all(t and t > 0 for t in out["tokens"])
+    assert out["prompt_tokens"] > 0
     assert out["kwargs"]["enable_chunked_prefill"] is False  # the CPU defaults were applied
 
 

@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import QUESTIONS, REPO, start_server
+from engine_fixtures import QUESTIONS, REPO, start_server
 
 from qdanalysis.runner.llm import ChatRequest
 from qdanalysis.runner.llm.openai_compat import OpenAICompatClient
@@ -25,15 +25,16 @@ from qdanalysis.testing.vllm_server import VLLMServer
 pytestmark = pytest.mark.slow
 
 
-def _metric(server: VLLMServer, name: str) -> float:
-    """Sum of a Prometheus counter on the server's ``/metrics`` (all label sets)."""
+def _posts(server: VLLMServer) -> float:
+    """Chat-completion HTTP requests the server answered (its ``/metrics``; vLLM's own request
+    counters count each of ``n`` samples as a request)."""
     root = server.base_url.removesuffix("/v1")
     with urllib.request.urlopen(f"{root}/metrics", timeout=10) as resp:
         text = resp.read().decode()
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
-        if line.startswith(name + "{") or line.startswith(name + " ")
+        if line.startswith("http_requests_total{") and 'handler="/v1/chat/completions"' in line
     )
 
 
@@ -57,7 +58,7 @@ def _rows(out: Path) -> list[dict]:
 
 def test_run_self_moa_n6_concurrent_seeded_on_vllm(vllm_server: VLLMServer, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    before = _metric(vllm_server, "vllm:request_success_total")
+    before = _posts(vllm_server)
     res = subprocess.run(
         _run_cmd(vllm_server.base_url, out, limit=4),
         cwd=REPO,
@@ -70,15 +71,17 @@ def test_run_self_moa_n6_concurrent_seeded_on_vllm(vllm_server: VLLMServer, tmp_
     assert {r["status"] for r in rows} == {"ok"}
     proposers = [r for r in rows if r["role"] == "proposer"]
     aggregators = [r for r in rows if r["role"] == "aggregator"]
-    assert len(proposers) == 4 * 6 and len(aggregators) == 4
+    assert len(proposers) == 4 * 6
+    assert len(aggregators) == 4
     # n=6 reached the engine as one request per question: 4 proposer + 4 aggregator requests.
-    assert _metric(vllm_server, "vllm:request_success_total") - before == 8
+    assert _posts(vllm_server) - before == 8
     for qid in {r["question_id"] for r in proposers}:
         texts = [r["output"] for r in proposers if r["question_id"] == qid]
         assert len(set(texts)) >= 5, texts  # six seeded samples, (almost surely) distinct
     assert all(r["prompt_tokens"] > 0 for r in rows)
     assert all(r["completion_tokens"] > 0 for r in aggregators)
-    assert sum(r["completion_tokens"] or 0 for r in proposers) > 0
+    # vLLM reports one usage for all n choices; it is shared so each row has its tokens.
+    assert all(r["completion_tokens"] > 0 for r in proposers)
     # A rerun finds every row in the store and asks the engine nothing.
     again = subprocess.run(
         _run_cmd(vllm_server.base_url, out, limit=4),
@@ -88,7 +91,7 @@ def test_run_self_moa_n6_concurrent_seeded_on_vllm(vllm_server: VLLMServer, tmp_
         timeout=600,
     )
     assert again.returncode == 0, again.stderr[-3000:]
-    assert _metric(vllm_server, "vllm:request_success_total") - before == 8
+    assert _posts(vllm_server) - before == 8
 
 
 def test_seeded_n_samples_are_distinct_and_reproducible(vllm_server: VLLMServer) -> None:
@@ -148,3 +151,30 @@ def test_engine_death_mid_run_exits_nonzero(
     assert any(r["status"] == "ok" for r in rows)
     assert any(r["status"] == "error" for r in rows)
     assert "call failed" in err
+
+
+def test_replica_client_spreads_over_live_replicas_and_skips_a_dead_one(
+    vllm_server: VLLMServer,
+) -> None:
+    from qdanalysis.runner.llm.replicas import ReplicaClient
+    from qdanalysis.testing.vllm_server import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    client = ReplicaClient([vllm_server.base_url, dead], api_key_env=None, timeout_s=60)
+    req = ChatRequest(
+        model="smollm2",
+        messages=({"role": "user", "content": "Say hi."},),
+        temperature=0.7,
+        max_tokens=8,
+        seed=2,
+    )
+
+    async def go() -> list[str]:
+        await client.ping()  # the dead replica is noticed here and skipped from now on
+        out = await asyncio.gather(*(client.complete_n(req, 2) for _ in range(4)))
+        await client.aclose()
+        return [r.text for batch in out for r in batch]
+
+    texts = asyncio.run(go())
+    assert len(texts) == 8
+    assert client.calls == [4, 0]  # every call went to the live replica
