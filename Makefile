@@ -29,7 +29,7 @@ $(VLLM_VENV)/.installed: .ci/install-vllm.sh pyproject.toml
 
 demo: setup
 	$(PY) -m qdanalysis.fit --report
-	$(PY) -m qdanalysis.fit --outputs $(STUDY_RUN)/outputs.jsonl.gz --aggregator llm --out-dir figures/$(notdir $(STUDY_RUN))
+	$(PY) -m qdanalysis.fit --outputs $(STUDY_RUN)/fit_outputs.jsonl.gz --aggregator llm --n-proposers 3 --out-dir figures/$(notdir $(STUDY_RUN))
 
 figures: demo
 

@@ -33,7 +33,7 @@ temperature = 0.7
 [models.tiny]
 backend = "openai"
 base_url = "{tiny}"
-served_model = "tiny"
+served_model = "tiny-llama"
 temperature = 0.7
 
 [task]
