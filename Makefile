@@ -1,13 +1,16 @@
 # No logic here: each target is one or two commands. See README.md.
 PYTHON ?= python3
 VENV ?= .venv
+VLLM_VENV ?= .venv-vllm
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
+# The shipped real-engine study that `make demo` fits from its stored outputs (no generation).
+STUDY_RUN ?= data/runs/crux_qwen_smollm2
 
-.PHONY: setup demo test test-fast lint typecheck bench bench-quick bench-gpu figures clean
+.PHONY: setup setup-vllm demo test test-fast lint typecheck bench bench-quick bench-gpu figures clean
 
 setup: $(VENV)/.installed
 
@@ -19,13 +22,19 @@ $(VENV)/.installed: pyproject.toml .ci/constraints.txt
 	sh .ci/install-chromium.sh
 	touch $@
 
+setup-vllm: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed: .ci/install-vllm.sh pyproject.toml
+	sh .ci/install-vllm.sh $(VLLM_VENV) $(PYTHON)
+
 demo: setup
 	$(PY) -m qdanalysis.fit --report --embedding-dtype float32
+	$(PY) -m qdanalysis.fit --outputs $(STUDY_RUN)/fit_outputs.jsonl.gz --aggregator llm --embedding-dtype float32 --n-proposers 3 --out-dir figures/$(notdir $(STUDY_RUN))
 
 figures: demo
 
-test: setup
-	$(PY) -m pytest
+test: setup setup-vllm
+	QDANALYSIS_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python QDANALYSIS_REQUIRE_VLLM=1 $(PY) -m pytest
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
@@ -47,4 +56,4 @@ bench-gpu: setup
 	$(PY) -m benchmarks.gpu_check
 
 clean:
-	rm -rf $(VENV) .pytest_cache data/cache
+	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache data/cache

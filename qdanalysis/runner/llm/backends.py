@@ -196,6 +196,15 @@ class LimitedBackend:
 def _openai(spec: EndpointSpec) -> Any:
     from .openai_compat import OpenAICompatClient
 
+    replicas = spec.options.get("replicas")
+    if replicas:  # more servers of the same model: spread the calls (see llm.replicas)
+        from .replicas import ReplicaClient
+
+        return ReplicaClient(
+            [str(spec.base_url), *replicas],
+            api_key_env=spec.api_key_env or None,
+            timeout_s=spec.timeout_s,
+        )
     return OpenAICompatClient(
         str(spec.base_url), api_key_env=spec.api_key_env or None, timeout_s=spec.timeout_s
     )

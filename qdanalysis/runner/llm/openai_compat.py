@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from ..._optional import require
@@ -73,6 +73,22 @@ async def _close_at_loop_shutdown(client: Any) -> AsyncGenerator[None, None]:
         yield  # never reached: the generator is only ever closed
     finally:
         await client.close()
+
+
+def _token_shares(choices: Sequence[Any], total: int | None) -> list[int | None]:
+    """Each choice's completion tokens when a server reports only the request's total.
+
+    With ``n > 1``, vLLM's usage gives one ``completion_tokens`` for all choices: it is shared in
+    proportion to each choice's text length, rounded so the shares add up to the total (exact
+    per request, approximate per choice). None when the server reports no usage.
+    """
+    if total is None:
+        return [None] * len(choices)
+    if len(choices) == 1:
+        return [int(total)]
+    sizes = [len(getattr(getattr(c, "message", None), "content", None) or "") + 1 for c in choices]
+    bounds = [round(total * sum(sizes[: i + 1]) / sum(sizes)) for i in range(len(sizes))]
+    return [b - a for a, b in zip([0, *bounds[:-1]], bounds, strict=True)]
 
 
 class OpenAICompatClient:
@@ -303,7 +319,9 @@ class OpenAICompatClient:
         prompt_tokens = getattr(usage, "prompt_tokens", None)
         total_completion = getattr(usage, "completion_tokens", None)
         out = []
-        for choice in sorted(choices, key=lambda c: c.index):
+        ordered = sorted(choices, key=lambda c: c.index)
+        shares = _token_shares(ordered, total_completion)
+        for choice, share in zip(ordered, shares, strict=True):
             message = getattr(choice, "message", None)
             text = getattr(message, "content", None)
             if not isinstance(text, str):
@@ -314,8 +332,8 @@ class OpenAICompatClient:
                 )
             extra = getattr(choice, "model_extra", None) or {}
             per_choice = extra.get("completion_tokens")
-            if per_choice is None and len(choices) == 1:
-                per_choice = total_completion
+            if per_choice is None:
+                per_choice = share
             out.append(
                 ChatResponse(
                     text=text,

@@ -26,6 +26,7 @@ from ...errors import ConfigError
 __all__ = [
     "AGGREGATE_AND_SYNTHESIZE",
     "CRUXEVAL_O",
+    "CRUX_DIRECT_OURS",
     "JUDGE_OURS",
     "PROMPT_IDS",
     "USC_OURS",
@@ -73,6 +74,13 @@ CRUXEVAL_O = (
     "function is incorrect or incomplete.\n\n[PYTHON]\n{code}\nassert {input} == ??\n[/PYTHON]"
 )
 
+#: CRUXEval-O asking for the completed assertion alone (fields: code, input). OURS: small models
+#: spend ZeroEval's JSON reasoning budget without reaching an answer; this asks for one line.
+CRUX_DIRECT_OURS = (
+    "Predict the output of this Python code.\n\n[PYTHON]\n{code}\nassert {input} == ??\n[/PYTHON]"
+    "\n\nReply with the completed assertion only, in one line: assert {input} == <output>"
+)
+
 #: Universal Self-Consistency selection prompt. OURS: the paper's USC prompt was not recovered.
 USC_OURS = (
     "I have generated the following responses to the question: {question}\n\n{responses}\n\n"
@@ -95,6 +103,7 @@ PROMPT_IDS: Mapping[str, str] = {
     "usc-ours-v1": "Universal Self-Consistency selection (ours; paper prompt not recovered)",
     "zeroeval-mcqa-v1": "ZeroEval MCQA proposer template (verbatim)",
     "zeroeval-oeqa-v1": "ZeroEval OEQA proposer template (verbatim)",
+    "crux-direct-ours-v1": "CRUXEval-O, the completed assertion in one line (ours)",
     "judge-ours-v1": "pairwise judge for open-ended tasks (ours)",
 }
 
