@@ -35,6 +35,7 @@ __all__ = [
     "add_proposer_column",
     "expand_output_paths",
     "find_output_files",
+    "is_outputs_file",
     "load_outputs",
     "proposer_rows",
     "validate_outputs",
@@ -82,6 +83,17 @@ def _suffix(path: Path) -> str:
         if name.endswith(suf):
             return suf
     return path.suffix.lower()
+
+
+def is_outputs_file(path: str | Path) -> bool:
+    """Whether ``path`` has the suffix of an outputs table (JSONL, Parquet or CSV, maybe gzipped).
+
+    Examples
+    --------
+    >>> is_outputs_file("runs/a/outputs.jsonl.gz"), is_outputs_file("study.toml")
+    (True, False)
+    """
+    return _suffix(Path(path)) in _SUFFIXES
 
 
 #: Files beside ``outputs.jsonl`` that mark a run directory (written by ``qdanalysis.run``):

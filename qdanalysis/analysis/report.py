@@ -41,7 +41,7 @@ from .._hashing import file_sha256
 from .._io import atomic_write, staged_dir
 from ..configs import ConfigSpec, ProposerSlot
 from ..errors import ConfigError, DataError, DataWarning
-from ..outputs import add_proposer_column, load_outputs, proposer_rows
+from ..outputs import add_proposer_column, is_outputs_file, load_outputs, proposer_rows
 from .aggregators import final_aggregator_positions
 from .export import Provenance, _write_sidecar
 from .methods import method_table, single_model_table
@@ -148,6 +148,8 @@ def _resolve_inputs(fit: FitDir) -> tuple[list[Path], list[str]]:
     notes: list[str] = []
     for item in fit.provenance.get("inputs") or []:
         rel = Path(str(item.get("path", "")))
+        if not is_outputs_file(rel):
+            continue  # another input of the fit (a study's TOML file), not an outputs table
         cands = [rel, fit.path / rel, fit.path / rel.name, fit.path.parent / rel.name]
         hit = next((c for c in cands if c.is_file()), None)
         if hit is None:

@@ -508,10 +508,15 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     files, outputs = _load(args)
     win_rates = _win_rates(args, outputs)
     res, tables, fit_warnings = _analyze(args, outputs)
-    if win_rates is not None:
-        tables["win_rates"] = win_rates
-        files = [*files, Path(args.judge_baseline)]
     params = dict(res.parameters)
+    if win_rates is not None:
+        # The baseline is recorded as a parameter with its hash, not among the outputs files
+        # (the report loads those as outputs tables).
+        from .._hashing import file_sha256
+
+        tables["win_rates"] = win_rates
+        params["judge_baseline"] = str(args.judge_baseline)
+        params["judge_baseline_sha256"] = file_sha256(args.judge_baseline)
     if tables["_boot"] is not None:
         params["bootstrap"] = tables["_boot"].parameters
     argv_used = list(argv) if argv is not None else sys.argv[1:]

@@ -202,6 +202,21 @@ def test_explicit_outputs_are_used(run_fit, tmp_path):
     assert _embedded(page)["details"]["available"]
 
 
+def test_report_of_the_shipped_study_reads_its_outputs_not_its_toml(tmp_path):
+    # A study's fit names its TOML among its inputs; the report loads only outputs tables.
+    study = Path(__file__).resolve().parents[2] / "data" / "runs" / "crux_qwen_smollm2"
+    d = tmp_path / "fit"
+    shutil.copytree(study / "fit", d)
+    bare = _embedded(write_report(d, out=tmp_path / "bare.html"))  # the TOML is not loaded
+    assert any("outputs.jsonl" in w and "was not found" in w for w in bare["warnings"])
+    assert not any(".toml" in w for w in bare["warnings"])
+    page = write_report(d, outputs=[study / "fit_outputs.jsonl.gz"])
+    ov = _embedded(page)
+    assert ov["details"]["available"]
+    qd = pd.read_csv(d / "qd_table.csv", dtype={"config_id": str})
+    assert len(ov["configs"]["config_id"]) == len(qd) >= 200
+
+
 @pytest.mark.parametrize("layout", ["empty", "missing", "only_qd_table"])
 def test_bad_input_gives_one_error_line_and_exit_1(layout, tmp_path, capsys, run_fit):
     d = tmp_path / "dir"
